@@ -1,0 +1,3 @@
+"""flexmesh.dmvpn node runtime."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""NHRP wire codec (RFC 2332 + draft-detienne-dmvpn): the model, decode and encode."""
+
+from .codec import decode, encode
+from .constants import (
+    Afn,
+    CieCode,
+    ErrorCode,
+    ExtensionType,
+    PacketType,
+    ProtocolType,
+    TrafficCode,
+)
+from .errors import CodecError, DecodeError, EncodeError, Reason
+from .model import (
+    Address,
+    Cie,
+    CleartextAuthentication,
+    DeviceCapabilities,
+    End,
+    Extension,
+    ForwardTransitNhs,
+    KeyedHashAuthentication,
+    NatAddress,
+    Packet,
+    ResponderAddress,
+    ReverseTransitNhs,
+    UnknownExtension,
+    VendorPrivate,
+    with_end,
+)
+
+__all__ = [
+    "Address",
+    "Afn",
+    "Cie",
+    "CieCode",
+    "CleartextAuthentication",
+    "CodecError",
+    "DecodeError",
+    "DeviceCapabilities",
+    "EncodeError",
+    "End",
+    "ErrorCode",
+    "Extension",
+    "ExtensionType",
+    "ForwardTransitNhs",
+    "KeyedHashAuthentication",
+    "NatAddress",
+    "Packet",
+    "PacketType",
+    "ProtocolType",
+    "Reason",
+    "ResponderAddress",
+    "ReverseTransitNhs",
+    "TrafficCode",
+    "UnknownExtension",
+    "VendorPrivate",
+    "decode",
+    "encode",
+    "with_end",
+]

@@ -1,0 +1,503 @@
+"""Bytes <-> :class:`Packet`. The only place in the project that parses NHRP bytes.
+
+Layouts are RFC 2332 §5 (fixed header, mandatory part, CIEs, extensions) and
+draft-detienne-dmvpn §4 (Traffic Indication). Every failure is a :class:`DecodeError`
+or :class:`EncodeError` naming the reason and the offset; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+from ...checksum import internet_checksum
+from .constants import (
+    AFN_ADDRESS_LEN,
+    AUTH_TYPE_CLEARTEXT,
+    CIE_FIXED_LEN,
+    DEVICE_CAPABILITIES_LEN,
+    EXT_COMPULSORY,
+    EXT_HEADER_LEN,
+    EXT_RESERVED_BIT,
+    EXT_TYPE_MASK,
+    FIXED_HEADER_LEN,
+    MANDATORY_FIXED_LEN,
+    MAX_PACKET_LEN,
+    NHRP_VERSION,
+    PROTOCOL_ADDRESS_LEN,
+    Afn,
+    ExtensionType,
+    PacketType,
+    ProtocolType,
+)
+from .errors import DecodeError, EncodeError, Reason
+from .model import (
+    Address,
+    Cie,
+    CleartextAuthentication,
+    DeviceCapabilities,
+    End,
+    Extension,
+    ForwardTransitNhs,
+    KeyedHashAuthentication,
+    NatAddress,
+    Packet,
+    ResponderAddress,
+    ReverseTransitNhs,
+    UnknownExtension,
+    VendorPrivate,
+)
+
+# afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
+_HEADER = struct.Struct("!HH5sBHHHBBBB")
+# src proto len, dst proto len, flags, request id (types 1-6)
+_MANDATORY = struct.Struct("!BBHI")
+# src proto len, dst proto len, unused, code, offset/unused (types 7 and 8)
+_MANDATORY_7_8 = struct.Struct("!BBHHH")
+# code, prefix len, unused, mtu, holding time, cli addr t/l, cli subaddr t/l, cli proto len, pref
+_CIE = struct.Struct("!BBHHHBBBB")
+_EXT = struct.Struct("!HH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+_PACKET_TYPES = {int(t): t for t in PacketType}
+_AFNS = {int(a): a for a in Afn}
+_PROTOCOLS = {int(p): p for p in ProtocolType}
+_AFN_FAMILY = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
+_PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
+_CHECKSUM_OFFSET = 12
+_ADDR_TL_RESERVED = 0x80
+_ADDR_TL_E164 = 0x40
+_ADDR_LEN_MASK = 0x3F
+
+
+# --- decode --------------------------------------------------------------------------
+
+
+_ADDRESS_CACHE: dict[bytes, Address] = {}
+_ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
+
+
+def _address(data: bytes, start: int, length: int, family: type) -> Address | None:
+    if length == 0:
+        return None
+    raw = data[start : start + length]
+    addr = _ADDRESS_CACHE.get(raw)
+    if addr is None:
+        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
+            _ADDRESS_CACHE.clear()
+        addr = _ADDRESS_CACHE[raw] = family(raw)
+    return addr
+
+
+def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
+    """Length from an NBMA type/length octet (RFC 2332 §5.1 ar$shtl)."""
+    if tl & _ADDR_TL_RESERVED:
+        raise DecodeError(Reason.RESERVED_NONZERO, offset, f"{what} type/length bit 7 set")
+    if tl & _ADDR_TL_E164:
+        raise DecodeError(Reason.UNSUPPORTED_ADDRESS_TYPE, offset, f"{what} is E.164")
+    length = tl & _ADDR_LEN_MASK
+    if length not in (0, AFN_ADDRESS_LEN[afn]):
+        raise DecodeError(
+            Reason.ADDRESS_LENGTH, offset, f"{what} length {length} with afn {afn.value}"
+        )
+    return length
+
+
+def _proto_length(length: int, proto: ProtocolType, offset: int, what: str) -> int:
+    if length not in (0, PROTOCOL_ADDRESS_LEN[proto]):
+        raise DecodeError(
+            Reason.ADDRESS_LENGTH,
+            offset,
+            f"{what} length {length} with protocol type 0x{proto.value:04x}",
+        )
+    return length
+
+
+class _Decoder:
+    """State of one decode: the bytes and the packet-wide address families."""
+
+    __slots__ = ("afn", "data", "nbma_family", "proto", "proto_family", "src_proto_len")
+
+    def __init__(self, data: bytes, afn: Afn, proto: ProtocolType) -> None:
+        self.data = data
+        self.afn = afn
+        self.proto = proto
+        self.nbma_family = _AFN_FAMILY[afn]
+        self.proto_family = _PROTO_FAMILY[proto]
+        self.src_proto_len = 0
+
+    def cie(self, pos: int, end: int) -> tuple[Cie, int]:
+        data = self.data
+        if pos + CIE_FIXED_LEN > end:
+            raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE header runs past its part")
+        code, prefix, reserved, mtu, hold, nbma_tl, sub_tl, proto_len, pref = _CIE.unpack_from(
+            data, pos
+        )
+        nbma_len = _nbma_length(nbma_tl, self.afn, pos + 8, "client NBMA address")
+        if sub_tl:
+            raise DecodeError(Reason.SUBADDRESS, pos + 9, "client NBMA subaddress")
+        _proto_length(proto_len, self.proto, pos + 10, "client protocol address")
+        body = pos + CIE_FIXED_LEN
+        nxt = body + nbma_len + proto_len
+        if nxt > end:
+            raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE addresses run past its part")
+        cie = Cie(
+            code,
+            prefix,
+            mtu,
+            hold,
+            pref,
+            _address(data, body, nbma_len, self.nbma_family),
+            _address(data, body + nbma_len, proto_len, self.proto_family),
+            reserved,
+        )
+        return cie, nxt
+
+    def cie_list(self, pos: int, end: int) -> tuple[Cie, ...]:
+        cies = []
+        while pos < end:
+            cie, pos = self.cie(pos, end)
+            cies.append(cie)
+        return tuple(cies)
+
+    def extension(self, ext_type: int, compulsory: bool, pos: int, end: int) -> Extension:
+        data = self.data
+        length = end - pos
+        if ext_type == ExtensionType.RESPONDER_ADDRESS:
+            if length == 0:
+                return ResponderAddress(None, compulsory)
+            cie, nxt = self.cie(pos, end)
+            if nxt != end:
+                raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
+            return ResponderAddress(cie, compulsory)
+        if ext_type == ExtensionType.FORWARD_TRANSIT_NHS:
+            return ForwardTransitNhs(self.cie_list(pos, end), compulsory)
+        if ext_type == ExtensionType.REVERSE_TRANSIT_NHS:
+            return ReverseTransitNhs(self.cie_list(pos, end), compulsory)
+        if ext_type == ExtensionType.AUTHENTICATION:
+            return self.authentication(compulsory, pos, end)
+        if ext_type == ExtensionType.VENDOR_PRIVATE:
+            if length < 3:
+                raise DecodeError(Reason.INVALID_EXTENSION, pos, "vendor-private shorter than OUI")
+            return VendorPrivate(
+                int.from_bytes(data[pos : pos + 3], "big"), data[pos + 3 : end], compulsory
+            )
+        if ext_type == ExtensionType.NAT_ADDRESS:
+            # A CIE is at least 12 octets, so an 8-octet value is RFC 2735's (as Wireshark).
+            if length == DEVICE_CAPABILITIES_LEN:
+                source, target = struct.unpack_from("!II", data, pos)
+                return DeviceCapabilities(source, target, compulsory)
+            return NatAddress(self.cie_list(pos, end), compulsory)
+        return UnknownExtension(ext_type, data[pos:end], compulsory)
+
+    def authentication(self, compulsory: bool, pos: int, end: int) -> Extension:
+        data = self.data
+        if end - pos < 4:
+            raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
+        if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
+            return CleartextAuthentication(data[pos + 4 : end], compulsory)
+        reserved, spi = struct.unpack_from("!HH", data, pos)
+        addr_end = pos + 4 + self.src_proto_len
+        if addr_end > end:
+            raise DecodeError(Reason.INVALID_EXTENSION, pos, "keyed-hash auth lacks source")
+        source = _address(data, pos + 4, self.src_proto_len, self.proto_family)
+        return KeyedHashAuthentication(spi, source, data[addr_end:end], reserved, compulsory)
+
+    def extensions(self, pos: int, end: int) -> tuple[Extension, ...]:
+        data = self.data
+        exts: list[Extension] = []
+        while True:
+            if pos + EXT_HEADER_LEN > end:
+                if pos == end:
+                    raise DecodeError(Reason.MISSING_END, pos, "extensions end without End")
+                raise DecodeError(Reason.EXTENSION_OVERRUN, pos, "extension header truncated")
+            word, length = _EXT.unpack_from(data, pos)
+            if word & EXT_RESERVED_BIT:
+                raise DecodeError(Reason.RESERVED_NONZERO, pos, "extension u bit set")
+            ext_type = word & EXT_TYPE_MASK
+            compulsory = bool(word & EXT_COMPULSORY)
+            value = pos + EXT_HEADER_LEN
+            value_end = value + length
+            if value_end > end:
+                raise DecodeError(
+                    Reason.EXTENSION_OVERRUN, pos, f"extension type {ext_type} length {length}"
+                )
+            if ext_type == ExtensionType.END:
+                if length:
+                    raise DecodeError(Reason.INVALID_EXTENSION, pos, "End extension has a value")
+                if value_end != end:
+                    raise DecodeError(Reason.DATA_AFTER_END, value_end, "octets after End")
+                exts.append(End(compulsory))
+                return tuple(exts)
+            exts.append(self.extension(ext_type, compulsory, value, value_end))
+            pos = value_end
+
+
+def decode(data: bytes | bytearray | memoryview) -> Packet:
+    """Decode one NHRP packet (bytes after the GRE header). Octets past ar$pktsz are ignored."""
+    data = bytes(data)
+    if len(data) < FIXED_HEADER_LEN:
+        raise DecodeError(Reason.TRUNCATED, len(data), f"fixed header needs 20, got {len(data)}")
+    (afn_v, pro_v, snap, hops, pktsz, _cksum, extoff, version, type_v, shtl, sstl) = (
+        _HEADER.unpack_from(data, 0)
+    )
+    if version != NHRP_VERSION:
+        raise DecodeError(Reason.UNSUPPORTED_VERSION, 16, f"version {version}")
+    if pktsz < FIXED_HEADER_LEN + MANDATORY_FIXED_LEN:
+        raise DecodeError(Reason.BAD_LENGTH, 10, f"packet size {pktsz} below the minimum")
+    if pktsz > len(data):
+        raise DecodeError(
+            Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {len(data)} octets"
+        )
+    data = data[:pktsz]
+    if internet_checksum(data) != 0:
+        raise DecodeError(Reason.BAD_CHECKSUM, _CHECKSUM_OFFSET, f"checksum 0x{_cksum:04x}")
+    ptype = _PACKET_TYPES.get(type_v)
+    if ptype is None:
+        raise DecodeError(Reason.UNKNOWN_PACKET_TYPE, 17, f"type {type_v}")
+    afn = _AFNS.get(afn_v)
+    if afn is None:
+        raise DecodeError(Reason.UNSUPPORTED_AFN, 0, f"afn {afn_v}")
+    proto = _PROTOCOLS.get(pro_v)
+    if proto is None:
+        raise DecodeError(Reason.UNSUPPORTED_PROTOCOL, 2, f"protocol type 0x{pro_v:04x}")
+    if snap != b"\x00\x00\x00\x00\x00":
+        raise DecodeError(Reason.RESERVED_NONZERO, 4, "pro.snap set for an Ethertype protocol")
+    nbma_len = _nbma_length(shtl, afn, 18, "source NBMA address")
+    if sstl:
+        raise DecodeError(Reason.SUBADDRESS, 19, "source NBMA subaddress")
+    if extoff and not FIXED_HEADER_LEN + MANDATORY_FIXED_LEN <= extoff <= pktsz:
+        raise DecodeError(Reason.BAD_EXTENSION_OFFSET, 14, f"extension offset {extoff}")
+    body_end = extoff or pktsz
+
+    dec = _Decoder(data, afn, proto)
+    pos = FIXED_HEADER_LEN
+    if ptype in (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION):
+        src_len, dst_len, reserved, code, offset_or_unused = _MANDATORY_7_8.unpack_from(data, pos)
+        flags = request_id = 0
+    else:
+        src_len, dst_len, flags, request_id = _MANDATORY.unpack_from(data, pos)
+    _proto_length(src_len, proto, pos, "source protocol address")
+    _proto_length(dst_len, proto, pos + 1, "destination protocol address")
+    dec.src_proto_len = src_len
+    pos += MANDATORY_FIXED_LEN
+    addr_end = pos + nbma_len + src_len + dst_len
+    if addr_end > body_end:
+        raise DecodeError(Reason.TRUNCATED, pos, "addresses run past the mandatory part")
+    src_nbma = _address(data, pos, nbma_len, dec.nbma_family)
+    pos += nbma_len
+    src_proto = _address(data, pos, src_len, dec.proto_family)
+    pos += src_len
+    dst_proto = _address(data, pos, dst_len, dec.proto_family)
+    pos = addr_end
+
+    cies: tuple[Cie, ...] = ()
+    payload = b""
+    error_code = error_offset = traffic_code = 0
+    if ptype == PacketType.ERROR_INDICATION:
+        error_code, error_offset = code, offset_or_unused
+        payload = data[pos:body_end]
+    elif ptype == PacketType.TRAFFIC_INDICATION:
+        traffic_code = code
+        reserved = (reserved << 16) | offset_or_unused
+        payload = data[pos:body_end]
+    else:
+        reserved = 0
+        cies = dec.cie_list(pos, body_end)
+    extensions = dec.extensions(extoff, pktsz) if extoff else ()
+    return Packet(
+        ptype,
+        afn,
+        proto,
+        hops,
+        src_nbma,
+        src_proto,
+        dst_proto,
+        flags,
+        request_id,
+        cies,
+        error_code,
+        error_offset,
+        traffic_code,
+        payload,
+        reserved,
+        extensions,
+    )
+
+
+# --- encode --------------------------------------------------------------------------
+
+
+def _check_address(addr: Address | None, family: type, what: str) -> bytes:
+    if addr is None:
+        return b""
+    if type(addr) is not family:
+        raise EncodeError(
+            Reason.ADDRESS_LENGTH, 0, f"{what} {addr} is not {family.__name__} as the header says"
+        )
+    return addr.packed
+
+
+class _Encoder:
+    __slots__ = ("afn", "nbma_family", "proto", "proto_family", "src_proto_len")
+
+    def __init__(self, afn: Afn, proto: ProtocolType) -> None:
+        self.afn = afn
+        self.proto = proto
+        self.nbma_family = _AFN_FAMILY[afn]
+        self.proto_family = _PROTO_FAMILY[proto]
+        self.src_proto_len = 0
+
+    def cie(self, out: bytearray, cie: Cie) -> None:
+        nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
+        proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
+        out += _CIE.pack(
+            cie.code,
+            cie.prefix_length,
+            cie.reserved,
+            cie.mtu,
+            cie.holding_time,
+            len(nbma),
+            0,
+            len(proto),
+            cie.preference,
+        )
+        out += nbma
+        out += proto
+
+    def extension_value(self, ext: Extension) -> bytes:
+        cls = type(ext)
+        out = bytearray()
+        if cls is End:
+            return b""
+        if cls is ResponderAddress:
+            if ext.cie is not None:
+                self.cie(out, ext.cie)
+        elif cls in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
+            for cie in ext.cies:
+                self.cie(out, cie)
+        elif cls is CleartextAuthentication:
+            out += _U32.pack(AUTH_TYPE_CLEARTEXT) + bytes(ext.secret)
+        elif cls is KeyedHashAuthentication:
+            if ext.reserved == 0 and ext.spi == AUTH_TYPE_CLEARTEXT:
+                raise EncodeError(
+                    Reason.INVALID_EXTENSION, 0, "SPI 1 reads back as cleartext authentication"
+                )
+            source = _check_address(ext.source, self.proto_family, "auth source")
+            if len(source) != self.src_proto_len:
+                raise EncodeError(
+                    Reason.INVALID_EXTENSION, 0, "auth source must match the source protocol"
+                )
+            out += struct.pack("!HH", ext.reserved, ext.spi) + source + bytes(ext.data)
+        elif cls is VendorPrivate:
+            out += ext.vendor_id.to_bytes(3, "big") + bytes(ext.data)
+        elif cls is DeviceCapabilities:
+            out += struct.pack("!II", ext.source, ext.target)
+        elif cls is UnknownExtension:
+            if ext.ext_type in _KNOWN_EXT_TYPES:
+                raise EncodeError(
+                    Reason.INVALID_EXTENSION, 0, f"type {ext.ext_type} has its own class"
+                )
+            out += bytes(ext.value)
+        else:
+            raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}")
+        return bytes(out)
+
+    def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
+        last = len(exts) - 1
+        for i, ext in enumerate(exts):
+            is_end = type(ext) is End
+            if is_end != (i == last):
+                raise EncodeError(
+                    Reason.MISSING_END, len(out), "extensions must end with exactly one End"
+                )
+            value = self.extension_value(ext)
+            ext_type = ext.type
+            if not 0 <= ext_type <= EXT_TYPE_MASK:
+                raise EncodeError(Reason.INVALID_FIELD, len(out), f"extension type {ext_type}")
+            out += _EXT.pack(ext_type | (EXT_COMPULSORY if ext.compulsory else 0), len(value))
+            out += value
+
+
+_KNOWN_EXT_TYPES = frozenset(
+    {
+        ExtensionType.END,
+        ExtensionType.RESPONDER_ADDRESS,
+        ExtensionType.FORWARD_TRANSIT_NHS,
+        ExtensionType.REVERSE_TRANSIT_NHS,
+        ExtensionType.AUTHENTICATION,
+        ExtensionType.VENDOR_PRIVATE,
+        ExtensionType.NAT_ADDRESS,
+    }
+)
+
+
+def encode(packet: Packet) -> bytes:
+    """Encode a packet, computing ar$pktsz, ar$extoff and the checksum."""
+    try:
+        return _encode(packet)
+    except (struct.error, OverflowError, TypeError, AttributeError, ValueError) as exc:
+        raise EncodeError(Reason.INVALID_FIELD, 0, str(exc)) from exc
+
+
+def _encode(packet: Packet) -> bytes:
+    ptype = _PACKET_TYPES.get(packet.type)
+    afn = _AFNS.get(packet.afn)
+    proto = _PROTOCOLS.get(packet.protocol_type)
+    if ptype is None or afn is None or proto is None:
+        raise EncodeError(
+            Reason.INVALID_FIELD, 0, "type, afn and protocol_type must be supported values"
+        )
+    enc = _Encoder(afn, proto)
+    src_nbma = _check_address(packet.src_nbma, enc.nbma_family, "source NBMA")
+    src_proto = _check_address(packet.src_proto, enc.proto_family, "source protocol")
+    dst_proto = _check_address(packet.dst_proto, enc.proto_family, "destination protocol")
+    enc.src_proto_len = len(src_proto)
+
+    out = bytearray(FIXED_HEADER_LEN)
+    if ptype == PacketType.ERROR_INDICATION:
+        out += _MANDATORY_7_8.pack(
+            len(src_proto), len(dst_proto), packet.reserved, packet.error_code, packet.error_offset
+        )
+    elif ptype == PacketType.TRAFFIC_INDICATION:
+        out += _MANDATORY_7_8.pack(
+            len(src_proto),
+            len(dst_proto),
+            packet.reserved >> 16,
+            packet.traffic_code,
+            packet.reserved & 0xFFFF,
+        )
+    else:
+        out += _MANDATORY.pack(len(src_proto), len(dst_proto), packet.flags, packet.request_id)
+    out += src_nbma
+    out += src_proto
+    out += dst_proto
+    if ptype in (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION):
+        out += bytes(packet.payload)
+    else:
+        for cie in packet.cies:
+            enc.cie(out, cie)
+    extoff = 0
+    if packet.extensions:
+        extoff = len(out)
+        enc.extensions(out, packet.extensions)
+    if len(out) > MAX_PACKET_LEN:
+        raise EncodeError(Reason.BAD_LENGTH, 10, f"packet of {len(out)} octets")
+    _HEADER.pack_into(
+        out,
+        0,
+        afn,
+        proto,
+        b"\x00" * 5,
+        packet.hop_count,
+        len(out),
+        0,
+        extoff,
+        NHRP_VERSION,
+        ptype,
+        len(src_nbma),
+        0,
+    )
+    _U16.pack_into(out, _CHECKSUM_OFFSET, internet_checksum(out))
+    return bytes(out)
