@@ -192,7 +192,7 @@ class Packet:
     def find(self, ext_class: type) -> Extension | None:
         """The first extension of that class, or None."""
         for ext in self.extensions:
-            if type(ext) is ext_class:
+            if isinstance(ext, ext_class):
                 return ext
         return None
 

@@ -1,0 +1,91 @@
+# flexmesh.dmvpn — developer entry points. `make help` lists them.
+#
+# Every target that needs tools runs scripts/bootstrap.sh first; it is idempotent and
+# quick when nothing changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+TOP     := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VENV    ?= $(TOP)/.venv
+PY      := $(VENV)/bin/python
+# The shared NHRP test vectors; CI has shared/ as a sibling of the clone.
+VECTORS ?= $(abspath $(TOP)/../shared/nhrp-vectors)
+PYTEST_ARGS ?=
+
+# Set by `make test` for its sub-makes so bootstrap runs once per `make test`.
+BOOTSTRAPPED ?=
+
+.PHONY: help bootstrap demo lint unit sanity test fuzz-long bench test-kernel clean distclean
+
+help:
+	@echo 'flexmesh.dmvpn make targets:'
+	@echo '  demo         bootstrap, then decode the shared NHRP vectors readably'
+	@echo '  test         bootstrap, then lint + unit + sanity (what .ci/run runs)'
+	@echo '  bootstrap    apt packages, .venv, dmvpn_runtime (idempotent)'
+	@echo '  lint         ruff check + ruff format --check'
+	@echo '  unit         pytest dmvpn_runtime/tests -m "not slow"'
+	@echo '  sanity       ansible-test sanity, offline, no docker (scripts/sanity.sh)'
+	@echo '  fuzz-long    the long hypothesis fuzz run of the codec'
+	@echo '  bench        codec benchmark (JSON)'
+	@echo '  test-kernel  tests on a stock Debian kernel under QEMU'
+	@echo '  clean        remove caches and build output (keeps .venv); distclean also .venv'
+	@echo 'variables: VECTORS=$(VECTORS)  PYTEST_ARGS=...'
+
+bootstrap:
+ifeq ($(BOOTSTRAPPED),)
+	@bash $(TOP)/scripts/bootstrap.sh
+endif
+
+demo: bootstrap
+	@test -d "$(VECTORS)" || { echo "demo: vectors not found at $(VECTORS) (set VECTORS=DIR)" >&2; exit 1; }
+	@echo '== $(VECTORS)/synthetic_nhrp_frr_style.pcap'
+	$(VENV)/bin/dmvpnctl decode --pretty $(VECTORS)/synthetic_nhrp_frr_style.pcap
+	@echo '== $(VECTORS)/vectors.hex.txt'
+	$(VENV)/bin/dmvpnctl decode --pretty --vectors $(VECTORS)/vectors.hex.txt
+
+lint: bootstrap
+	cd $(TOP) && $(VENV)/bin/ruff check dmvpn_runtime plugins tests
+	cd $(TOP) && $(VENV)/bin/ruff format --check dmvpn_runtime plugins tests
+
+# pytest's exit status is passed through as is: 5 ("no tests collected") fails too.
+unit: bootstrap
+	cd $(TOP) && $(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+sanity: bootstrap
+	bash $(TOP)/scripts/sanity.sh
+
+# Runs every step even when one fails, prints a summary, fails if any step failed.
+test: bootstrap
+	@failed=0; summary=''; \
+	for step in lint unit sanity; do \
+	  echo "==== make $$step"; start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory -C $(TOP) $$step BOOTSTRAPPED=1; then res=PASS; else res=FAIL; failed=1; fi; \
+	  summary+=$$(printf '  %-7s %-16s %4ss' "$$step" "$$res" "$$(( $$(date +%s) - start ))")$$'\n'; \
+	done; \
+	printf '==== make test summary\n%s' "$$summary"; \
+	if [ $$failed -ne 0 ]; then echo '==== make test: FAILED'; exit 1; fi; \
+	echo '==== make test: all passed'
+
+fuzz-long: bootstrap
+	cd $(TOP) && $(PY) -m pytest dmvpn_runtime/tests/conformance/test_fuzz.py \
+	  --hypothesis-profile=long --hypothesis-show-statistics --timeout=0 $(PYTEST_ARGS)
+
+bench: bootstrap
+	cd $(TOP) && $(PY) -m dmvpn_runtime.bench codec --json
+
+test-kernel:
+	@test -f $(TOP)/dmvpn_runtime/tests/vm/run.sh || { echo 'no kernel tests yet (dmvpn_runtime/tests/vm/run.sh is missing)' >&2; exit 1; }
+	bash $(TOP)/scripts/bootstrap.sh kernel
+	PATH=$(VENV)/bin:$$PATH bash $(TOP)/dmvpn_runtime/tests/vm/run.sh
+
+clean:
+	rm -rf $(TOP)/build $(TOP)/tests/output $(TOP)/.pytest_cache $(TOP)/.ruff_cache \
+	  $(TOP)/.hypothesis $(TOP)/dmvpn_runtime/build $(TOP)/dmvpn_runtime/dist \
+	  $(TOP)/flexmesh-dmvpn-*.tar.gz
+	rm -rf "$${XDG_CACHE_HOME:-$$HOME/.cache}/flexmesh-dmvpn"
+	find $(TOP) -path $(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
