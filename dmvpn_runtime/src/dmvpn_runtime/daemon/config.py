@@ -110,6 +110,13 @@ SCHEMA = Section(
             help="Prefixes behind this node, registered with the NHS and answered in "
             "resolutions (shortcuts use their length).",
         ),
+        Key(
+            "routes_via_nhs",
+            list_of(ip_network),
+            [],
+            help="Prefixes routed via the active NHS (falling back by priority), e.g. the "
+            "other sites' LANs, until a routing protocol carries them.",
+        ),
         Section(
             "nhs",
             (
@@ -360,6 +367,8 @@ def parse(text: str, file: str) -> DaemonConfig:
     values, problems = validate(SCHEMA, data, file)
     if not problems:
         problems = _cross_checks(values, file)
+    if not problems:
+        problems = _engine_checks(values, file)
     if problems:
         raise ConfigError(problems)
     return DaemonConfig(file, values)
@@ -427,3 +436,18 @@ def _is_prefix(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _engine_checks(values: dict[str, Any], file: str) -> list[Problem]:
+    """What the engine and data plane refuse, in the same form as the schema's problems."""
+    from .engine_config import dataplane_config, engine_config  # late: avoids import cycle
+
+    problems = []
+    for what, build in (("engine", engine_config), ("data plane", dataplane_config)):
+        try:
+            build(values)
+        except ValueError as exc:
+            problems.append(
+                Problem(file, "(combination)", f"a config the {what} accepts", str(exc))
+            )
+    return problems

@@ -76,6 +76,8 @@ def render_node_config(node: NodeSpec, lab: LabSpec) -> dict[str, Any]:
         "overlay": overlay,
         "protected_prefixes": [str(p) for p in node.protected],
         "nhs": nhs,
+        # What a routing protocol would carry: the other sites' prefixes via the hub.
+        "routes_via_nhs": _other_sites(node, lab) if nhs else [],
         "holdtime": tunnel.holdtime,
         "ipsec": {"mode": tunnel.ipsec},
         "control": {"socket": control_socket(tunnel.name)},
@@ -83,6 +85,17 @@ def render_node_config(node: NodeSpec, lab: LabSpec) -> dict[str, Any]:
         "log": {"events": event_log(tunnel.name)},
     }
     return _merge(_merge(config, tunnel.config), node.config)
+
+
+def _other_sites(node: NodeSpec, lab: LabSpec) -> list[str]:
+    families = {a.version for a in node.overlay}
+    return [
+        str(prefix)
+        for other in lab.nodes.values()
+        if other.runs_tunnel and other.name != node.name
+        for prefix in other.protected
+        if prefix.version in families
+    ]
 
 
 def config_text(node: NodeSpec, lab: LabSpec) -> str:
