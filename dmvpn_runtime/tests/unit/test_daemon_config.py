@@ -119,7 +119,9 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert f"{bad}: holdtime: expected an integer from 1 to 65535, got 0" in err
     # The installed console script behaves the same (Ansible's `validate` uses it).
     script = Path(sys.executable).with_name("dmvpnd")
-    proc = subprocess.run([script, "check-config", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [script, "check-config", str(bad)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 1 and "holdtime" in proc.stderr
 
 

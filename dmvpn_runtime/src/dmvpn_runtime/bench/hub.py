@@ -355,7 +355,7 @@ class BenchError(Exception):
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise BenchError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
@@ -468,6 +468,7 @@ class Bench:
             ["ip", "netns", "exec", gen, "ping", "-c", "1", "-W", "2", str(HUB_NBMA)],
             capture_output=True,
             text=True,
+            check=False,
         )
         if ping.returncode != 0 and shutil.which("ping"):
             raise BenchError(f"no NBMA connectivity between the namespaces: {ping.stdout}")
@@ -583,6 +584,7 @@ class Bench:
             ["ip", "netns", "exec", self.hub_ns, "cat", "/proc/net/raw"],
             capture_output=True,
             text=True,
+            check=False,
         ).stdout
         result.update(
             hub_registered=hub_registered,

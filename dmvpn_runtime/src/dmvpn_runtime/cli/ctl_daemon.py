@@ -122,8 +122,8 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
         for row in rows:
             keys += [k for k in row if k not in keys]
         columns = [(k, k.upper()) for k in keys]
-    cells = [[head for _, head in columns]]
-    cells += [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    cells = [[head for _key, head in columns]]
+    cells += [[_cell(row.get(key)) for key, _head in columns] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
@@ -155,7 +155,7 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         pairs: list[tuple[str, str]] = []
         _flatten("", result, pairs)
-        width = max((len(k) for k, _ in pairs), default=0)
+        width = max((len(k) for k, _v in pairs), default=0)
         print("\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs))
     return 0
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(config_reference())
         return EXIT_OK
 
-    parser = argparse.ArgumentParser(prog="dmvpnd", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="dmvpnd", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--config", "-c", required=True, help="the tunnel's YAML config")
     parser.add_argument("--version", action="version", version=f"dmvpnd {__version__}")
     args = parser.parse_args(argv)

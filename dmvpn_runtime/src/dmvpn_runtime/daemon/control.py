@@ -62,7 +62,7 @@ class ControlServer:
     def accept(self) -> socket.socket | None:
         assert self.sock is not None
         try:
-            conn, _ = self.sock.accept()
+            conn, _addr = self.sock.accept()
         except BlockingIOError:
             return None
         conn.setblocking(False)

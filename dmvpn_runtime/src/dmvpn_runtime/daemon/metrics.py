@@ -137,7 +137,7 @@ class MetricsServer:
         """Accept one scraper and answer it; a slow client gets a short timeout."""
         assert self.sock is not None
         try:
-            conn, _ = self.sock.accept()
+            conn, _addr = self.sock.accept()
         except BlockingIOError:
             return
         with conn:

@@ -85,7 +85,9 @@ def run(name: str, replace: bool) -> int:
         lab = Lab.attach(name)
     else:
         lab = Lab.up(None, name=name, replace=replace)
-    subprocess.run([sys.executable, "-m", "dmvpn_runtime.cli.lab", "status", "--name", name])
+    subprocess.run(
+        [sys.executable, "-m", "dmvpn_runtime.cli.lab", "status", "--name", name], check=False
+    )
     hubs = [n for n, node in lab.nodes.items() if node.role == "hub"]
     spokes = [n for n, node in lab.nodes.items() if node.role == "spoke"]
 
@@ -142,7 +144,9 @@ def run(name: str, replace: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dmvpn-demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dmvpn-demo", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     parser.add_argument("--name", default="demo", help="lab name (default: demo)")
     parser.add_argument("--replace", action="store_true", help="rebuild an existing lab")
     args = parser.parse_args(argv)

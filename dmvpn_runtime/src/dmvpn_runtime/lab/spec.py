@@ -414,7 +414,7 @@ class _Resolver:
                     continue
                 seen[name] = key
                 out.append((section, key, m))
-        if not any(s == "hubs" for s, _, _ in out) and not r.problems:
+        if not any(s == "hubs" for s, _i, _m in out) and not r.problems:
             r.problem("hubs", "expected at least one hub")
         return out
 
@@ -534,7 +534,7 @@ class _Resolver:
         default_daemon: list[str] | None,
     ) -> None:
         r = self.r
-        hubs = [m["name"] for s, _, m in raw if s == "hubs"]
+        hubs = [m["name"] for s, _i, m in raw if s == "hubs"]
         pending: list[tuple[NodeSpec, str]] = []
         for section, key, m in raw:
             node = self.nodes.get(m["name"])

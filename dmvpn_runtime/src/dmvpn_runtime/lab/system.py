@@ -125,7 +125,7 @@ def mounts() -> list[tuple[str, str]]:
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            left, _, right = line.partition(" - ")
+            left, _sep, right = line.partition(" - ")
             fields = left.split()
             out.append((_unescape(fields[4]), right.split()[0] if right else ""))
     return out
@@ -133,12 +133,12 @@ def mounts() -> list[tuple[str, str]]:
 
 def mounts_under(directory: Path) -> list[str]:
     prefix = str(directory).rstrip("/")
-    found = [m for m, _ in mounts() if m == prefix or m.startswith(prefix + "/")]
+    found = [m for m, _kind in mounts() if m == prefix or m.startswith(prefix + "/")]
     return sorted(set(found), key=lambda m: (-m.count("/"), m))
 
 
 def is_mount_point(path: Path) -> bool:
-    return str(path) in {m for m, _ in mounts()}
+    return str(path) in {m for m, _kind in mounts()}
 
 
 def umount(path: str | Path) -> int:

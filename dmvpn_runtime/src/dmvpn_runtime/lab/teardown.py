@@ -110,7 +110,7 @@ def teardown(
     namespaces = {n for n in namespaces if system.netns_exists(n)}
 
     # 1. processes (twice: a dying process may have started another)
-    for _ in range(2):
+    for _attempt in range(2):
         pids = {p for ns in namespaces for p in system.netns_pids(ns)}
         for node in state.get("nodes", []):
             pid = _state_pid(node)

@@ -61,7 +61,7 @@ def test_multicast_from_hub_reaches_every_spoke(mesh: Lab) -> None:
     hub = mesh.node("hub1")
     hub.exec([sys.executable, "-c", SENDER, hub.overlay[0]], check=True)
     for spoke, proc in receivers.items():
-        out, _ = proc.communicate(timeout=15)
+        out, _err = proc.communicate(timeout=15)
         assert out.split() == ["hello-mesh", hub.overlay[0]], spoke
     # The hub replicated to every registered spoke's NBMA (map multicast dynamic).
     targets = set(ctl(mesh, "hub1", "show", "status")["multicast_targets"])
