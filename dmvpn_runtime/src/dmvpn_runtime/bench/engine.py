@@ -1,0 +1,242 @@
+"""Engine benchmark: N spokes register with one hub, then N resolutions, in one process.
+
+Every packet goes through the codec (encode at the sender, decode at the receiver), and
+all N+1 engines run in this one process, so the figures include the spokes' work as
+well as the hub's. To tell the parts apart the JSON also gives:
+
+- ``hub_*``: CPU time spent inside the hub's engine (its decode, logic and encode), the
+  share a real hub pays when the spokes are other machines;
+- ``*_codec_cpu_s``: the same packets decoded and encoded again after the phase, the
+  floor that the wire format alone costs.
+
+Resolutions run twice: ``resolutions_per_s`` with the hub forwarding each request to
+the egress spoke, which answers (Phase 3, the default), and
+``resolutions_answered_per_s`` with the hub answering from its registrations
+(``resolution_mode=answer``). Time is CPU time of this process (``time.process_time``),
+memory the peak RSS (``resource.getrusage``).
+
+    python -m dmvpn_runtime.bench engine --spokes 10000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import resource
+import sys
+import time
+from collections import deque
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from ..nhrp.engine import (
+    Engine,
+    EngineConfig,
+    MappingType,
+    NhsConfig,
+    ResolutionMode,
+    Role,
+    SendPacket,
+)
+from ..nhrp.wire import decode, encode
+
+_cpu = time.process_time
+TARGETS = {"registration_cpu_s": 2.0, "resolutions_per_s": 10_000.0, "peak_rss_mb": 300.0}
+
+HUB_NBMA = IPv4Address("198.18.0.1")
+HUB_PROTO = IPv4Address("100.64.0.1")
+
+
+def _spoke_addresses(i: int) -> tuple[IPv4Address, IPv4Interface, IPv4Network]:
+    """NBMA in 198.18.0.0/15 (RFC 2544 benchmarking), overlay in 100.64.0.0/10, LAN in 10/8."""
+    n = i + 2
+    nbma = IPv4Address(int(HUB_NBMA) - 1 + n)
+    overlay = IPv4Interface((int(HUB_PROTO) - 1 + n, 10))
+    lan = IPv4Network((int(IPv4Address("10.0.0.0")) + (i << 8), 24))
+    return nbma, overlay, lan
+
+
+class _Wire:
+    """Delivers SendPacket actions in FIFO order to the engine at that NBMA address; keeps
+    the hub's CPU time and every packet delivered (to price the codec afterwards)."""
+
+    def __init__(self, hub: IPv4Address) -> None:
+        self.engines: dict[IPv4Address, Engine] = {}
+        self.queue: deque = deque()
+        self.now = 0.0
+        self.hub = hub
+        self.hub_cpu = 0.0
+        self.delivered: list[bytes] = []
+
+    def post(self, src: IPv4Address, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, SendPacket):
+                self.queue.append((src, action.nbma, action.data))
+
+    def drain(self) -> None:
+        queue, engines, now, hub, clock = self.queue, self.engines, self.now, self.hub, _cpu
+        delivered = self.delivered
+        while queue:
+            src, dst, data = queue.popleft()
+            engine = engines.get(dst)
+            if engine is None:
+                continue
+            delivered.append(data)
+            if dst == hub:
+                start = clock()
+                actions = engine.packet_received(now, src, data)
+                self.hub_cpu += clock() - start
+            else:
+                actions = engine.packet_received(now, src, data)
+            self.post(dst, actions)
+
+    def reset(self, now: float) -> None:
+        self.now = now
+        self.hub_cpu = 0.0
+        self.delivered = []
+
+    def codec_cpu(self) -> float:
+        """Decode and encode again every packet of the phase: the wire format's cost."""
+        start = _cpu()
+        for data in self.delivered:
+            encode(decode(data))
+        return _cpu() - start
+
+
+def _resolve_all(wire: _Wire, nodes: list, offset: int, now: float) -> dict:
+    """Spoke i resolves spoke i+offset's overlay address (its data plane had no mapping)."""
+    wire.reset(now)
+    count = len(nodes)
+    start, wall = _cpu(), time.perf_counter()
+    for i in range(count):
+        nbma, _overlay, engine = nodes[i]
+        wire.post(nbma, engine.no_mapping(now, nodes[(i + offset) % count][1].ip))
+        wire.drain()
+    cpu, wall = _cpu() - start, time.perf_counter() - wall
+    resolved = 0
+    for i in range(count):
+        target = nodes[(i + offset) % count][1].ip
+        resolved += any(
+            e.type == MappingType.CACHED and e.proto == target for e in nodes[i][2].cache_entries()
+        )
+    return {
+        "cpu": cpu,
+        "wall": wall,
+        "hub_cpu": wire.hub_cpu,
+        "codec_cpu": wire.codec_cpu(),
+        "resolved": resolved,
+    }
+
+
+def run(spokes: int, secret: bytes | None = None) -> dict:
+    wire = _Wire(HUB_NBMA)
+    hub_config = EngineConfig(
+        HUB_NBMA, (IPv4Interface((HUB_PROTO, 10)),), role=Role.NHS, auth_secret=secret
+    )
+    hub = Engine(hub_config)
+    wire.engines[HUB_NBMA] = hub
+    nhs = (NhsConfig(HUB_PROTO, HUB_NBMA),)
+    setup_start = _cpu()
+    nodes: list[tuple[IPv4Address, IPv4Interface, Engine]] = []
+    for i in range(spokes):
+        nbma, overlay, lan = _spoke_addresses(i)
+        engine = Engine(
+            EngineConfig(nbma, (overlay,), protected=(lan,), nhs=nhs, auth_secret=secret),
+            request_id=i * 1000 + 1,
+        )
+        wire.engines[nbma] = engine
+        nodes.append((nbma, overlay, engine))
+    setup_cpu = _cpu() - setup_start
+    # Long-lived state: keep the collector off it, as dmvpnd does after start-up.
+    gc.collect()
+    gc.freeze()
+
+    # Phase 1: every spoke registers (request, reply) through encode/decode.
+    wire.post(HUB_NBMA, hub.start(0.0))
+    wire.reset(0.0)
+    start = _cpu()
+    for nbma, _overlay, engine in nodes:
+        wire.post(nbma, engine.start(0.0))
+        wire.drain()
+    registration_cpu = _cpu() - start
+    hub_registration_cpu = wire.hub_cpu
+    registration_codec = wire.codec_cpu()
+    registered = sum(1 for e in hub.cache_entries() if e.type == MappingType.REGISTERED)
+    spokes_up = sum(1 for _n, _o, e in nodes if e.nhs_states()[0].state == "registered")
+
+    # Phase 2: resolutions forwarded by the hub to the egress spoke (Phase 3 default).
+    forwarded = _resolve_all(wire, nodes, 1, 1.0)
+    # Phase 3: the hub answers from its registrations.
+    wire.post(
+        HUB_NBMA,
+        hub.reconfigure(
+            2.0, dataclasses.replace(hub_config, resolution_mode=ResolutionMode.ANSWER)
+        ),
+    )
+    answered = _resolve_all(wire, nodes, 2, 2.0)
+
+    def rate(n: int, seconds: float) -> int | None:
+        return round(n / seconds) if seconds else None
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.unfreeze()  # a caller in the same process (tests) gets its collector back
+    return {
+        "spokes": spokes,
+        "authentication": secret is not None,
+        "setup_cpu_s": round(setup_cpu, 3),
+        "registration_cpu_s": round(registration_cpu, 3),
+        "registrations_per_s": rate(spokes, registration_cpu),
+        "registration_codec_cpu_s": round(registration_codec, 3),
+        "hub_registration_cpu_s": round(hub_registration_cpu, 3),
+        "registered_at_hub": registered,
+        "registered_spokes": spokes_up,
+        "resolutions": spokes,
+        "resolved": forwarded["resolved"],
+        "resolution_cpu_s": round(forwarded["cpu"], 3),
+        "resolutions_per_s": rate(spokes, forwarded["cpu"]),
+        "resolutions_per_s_wall": rate(spokes, forwarded["wall"]),
+        "resolution_codec_cpu_s": round(forwarded["codec_cpu"], 3),
+        "hub_resolutions_per_s": rate(spokes, forwarded["hub_cpu"]),
+        "resolved_answered": answered["resolved"],
+        "resolutions_answered_per_s": rate(spokes, answered["cpu"]),
+        "resolution_answered_codec_cpu_s": round(answered["codec_cpu"], 3),
+        "hub_resolutions_answered_per_s": rate(spokes, answered["hub_cpu"]),
+        "peak_rss_mb": round(rss_kb / 1024, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dmvpn_runtime.bench engine")
+    parser.add_argument("--spokes", type=int, default=10_000)
+    parser.add_argument("--auth", action="store_true", help="with the authentication extension")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a target (10,000 spokes) is missed"
+    )
+    args = parser.parse_args(argv)
+    result = run(args.spokes, b"bench" if args.auth else None)
+    result["targets"] = TARGETS
+    met = {
+        "registration_cpu_s": result["registration_cpu_s"] <= TARGETS["registration_cpu_s"],
+        "resolutions_per_s": (result["resolutions_per_s"] or 0) >= TARGETS["resolutions_per_s"],
+        "peak_rss_mb": result["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+    }
+    complete = (
+        result["registered_at_hub"] == args.spokes
+        and result["resolved"] == args.spokes
+        and result["resolved_answered"] == args.spokes
+    )
+    result["targets_met"] = met
+    result["complete"] = complete
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:34} {value}")
+    return 1 if not complete or (args.check and not all(met.values())) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Protocol -> NBMA bindings (FRR nhrp_cache.c) and a longest-prefix-match table.
+
+An entry is keyed by overlay address and has a *current* binding (``nbma``, what the
+data plane was told) and, while a replacement waits for authorisation (IPsec up with an
+identity the authoriser accepts), a *new* one; the new binding replaces the current only
+once it is authorised, so a forged or premature answer never redirects traffic.
+
+``nbma`` is where packets go (post-NAT when NAT was seen); ``claimed_nbma`` is what the
+peer said in its packet (pre-NAT).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Generic, TypeVar
+
+from ..wire import Address
+from .actions import MappingType
+
+Network = IPv4Network | IPv6Network
+V = TypeVar("V")
+
+_MASKS = {
+    4: [((1 << 32) - 1) ^ ((1 << (32 - n)) - 1) for n in range(33)],
+    6: [((1 << 128) - 1) ^ ((1 << (128 - n)) - 1) for n in range(129)],
+}
+
+#: Types the data plane is told about and that count as "using" an NBMA.
+INSTALLED_TYPES = frozenset(
+    {MappingType.STATIC, MappingType.NHS, MappingType.REGISTERED, MappingType.CACHED}
+)
+#: Types an IPsec-down notice, a purge or a newer answer may remove.
+DYNAMIC_TYPES = frozenset({MappingType.REGISTERED, MappingType.CACHED, MappingType.NEGATIVE})
+
+
+def network(addr: Address, length: int) -> Network:
+    """``addr``/``length`` with the host bits cleared: several times faster than
+    ``ip_network((addr, length), strict=False)``, which matters on the hub's hot path."""
+    if addr.version == 4:
+        return IPv4Network((int(addr) & _MASKS[4][length], length))
+    return IPv6Network((int(addr) & _MASKS[6][length], length))
+
+
+def contains(prefix: Network, addr: Address) -> bool:
+    """``addr in prefix`` without the cost of ipaddress's broadcast-address computation."""
+    return addr.version == prefix.version and (
+        int(addr) & _MASKS[addr.version][prefix.prefixlen]
+    ) == int(prefix.network_address)
+
+
+def host(addr: Address) -> Network:
+    if addr.version == 4:
+        return IPv4Network((int(addr), 32))
+    return IPv6Network((int(addr), 128))
+
+
+@dataclass(slots=True)
+class Binding:
+    nbma: Address
+    claimed_nbma: Address | None
+    expires: float
+    source: Address | None
+
+
+@dataclass(slots=True, eq=False)
+class CacheEntry:
+    proto: Address
+    type: MappingType
+    nbma: Address | None
+    claimed_nbma: Address | None = None
+    expires: float = math.inf
+    prefix_length: int = 0
+    unique: bool = False
+    request_id: int = 0  # registered: the request that made it (Cisco purge rule)
+    source: Address | None = None  # NBMA on whose behalf it exists (per-source cap)
+    prefixes: tuple[Network, ...] = ()  # registered: protected prefixes of the client
+    installed: bool = False  # AddMapping was emitted
+    used: bool = False
+    # registered: who resolved this client through us, overlay -> NBMA (to purge them)
+    resolved_by: dict[Address, Address] | None = None
+    new: Binding | None = None
+    learned: bool = False  # cached from a request we answered (not from a reply)
+    created: float = 0.0
+
+
+class PrefixTable(Generic[V]):
+    """Longest-prefix match: one dict per prefix length, keyed by the network as an int."""
+
+    __slots__ = ("_lens", "_tables")
+
+    def __init__(self) -> None:
+        # Created on first insert: most tables on a spoke stay empty or small.
+        self._tables: dict[int, dict[int, dict[int, tuple[Network, V]]]] = {}
+        self._lens: dict[int, list[int]] = {}
+
+    def insert(self, net: Network, value: V) -> None:
+        tables = self._tables.get(net.version)
+        if tables is None:
+            tables = self._tables[net.version] = {}
+        table = tables.get(net.prefixlen)
+        if table is None:
+            table = tables[net.prefixlen] = {}
+            self._lens[net.version] = sorted(tables, reverse=True)
+        table[int(net.network_address)] = (net, value)
+
+    def remove(self, net: Network) -> V | None:
+        tables = self._tables.get(net.version)
+        if tables is None:
+            return None
+        table = tables.get(net.prefixlen)
+        if table is None:
+            return None
+        item = table.pop(int(net.network_address), None)
+        if not table:
+            del tables[net.prefixlen]
+            self._lens[net.version] = sorted(tables, reverse=True)
+        return item[1] if item else None
+
+    def get(self, net: Network) -> V | None:
+        tables = self._tables.get(net.version)
+        if tables is None:
+            return None
+        table = tables.get(net.prefixlen)
+        if table is None:
+            return None
+        item = table.get(int(net.network_address))
+        return item[1] if item else None
+
+    def lookup(self, addr: Address) -> tuple[Network, V] | None:
+        """The longest prefix holding ``addr``."""
+        version = addr.version
+        tables = self._tables.get(version)
+        if tables is None:
+            return None
+        masks = _MASKS[version]
+        value = int(addr)
+        for length in self._lens[version]:
+            item = tables[length].get(value & masks[length])
+            if item is not None:
+                return item
+        return None
+
+    def overlapping(self, net: Network) -> list[tuple[Network, V]]:
+        """Entries inside ``net`` or holding it."""
+        out = []
+        for length, table in self._tables.get(net.version, {}).items():
+            if length >= net.prefixlen:
+                out.extend(item for item in table.values() if item[0].subnet_of(net))
+            else:
+                item = table.get(int(net.network_address) & _MASKS[net.version][length])
+                if item is not None:
+                    out.append(item)
+        return out
+
+    def items(self) -> Iterator[tuple[Network, V]]:
+        for tables in self._tables.values():
+            for table in tables.values():
+                yield from table.values()
+
+    def __len__(self) -> int:
+        return sum(len(t) for tables in self._tables.values() for t in tables.values())
+
+
+@dataclass(slots=True)
+class Cache:
+    entries: dict[Address, CacheEntry] = field(default_factory=dict)
+    prefixes: PrefixTable[CacheEntry] = field(default_factory=PrefixTable)  # registered
+    by_source: dict[Address, int] = field(default_factory=dict)
+
+    def get(self, proto: Address) -> CacheEntry | None:
+        return self.entries.get(proto)
+
+    def add(self, entry: CacheEntry) -> None:
+        self.entries[entry.proto] = entry
+        self._count(entry, 1 + len(entry.prefixes))
+
+    def pop(self, proto: Address) -> CacheEntry | None:
+        entry = self.entries.pop(proto, None)
+        if entry is not None:
+            self._count(entry, -1 - len(entry.prefixes))
+            for prefix in entry.prefixes:
+                if self.prefixes.get(prefix) is entry:
+                    self.prefixes.remove(prefix)
+        return entry
+
+    def set_prefixes(self, entry: CacheEntry, prefixes: tuple[Network, ...]) -> None:
+        for prefix in entry.prefixes:
+            if self.prefixes.get(prefix) is entry:
+                self.prefixes.remove(prefix)
+        self._count(entry, len(prefixes) - len(entry.prefixes))
+        entry.prefixes = prefixes
+        for prefix in prefixes:
+            self.prefixes.insert(prefix, entry)
+
+    def set_source(self, entry: CacheEntry, source: Address | None) -> None:
+        weight = 1 + len(entry.prefixes)
+        self._count(entry, -weight)
+        entry.source = source
+        self._count(entry, weight)
+
+    def from_source(self, source: Address) -> int:
+        return self.by_source.get(source, 0)
+
+    def _count(self, entry: CacheEntry, delta: int) -> None:
+        source = entry.source
+        if source is None or not delta:
+            return
+        n = self.by_source.get(source, 0) + delta
+        if n > 0:
+            self.by_source[source] = n
+        else:
+            self.by_source.pop(source, None)
+
+    def covering(self, addr: Address) -> CacheEntry | None:
+        """The registered client whose overlay address or prefix holds ``addr``."""
+        hit = self.covering_length(addr)
+        return hit[1] if hit else None
+
+    def covering_length(self, addr: Address) -> tuple[int, CacheEntry] | None:
+        """That client and the length of its prefix that holds ``addr``."""
+        entry = self.entries.get(addr)
+        if entry is not None and entry.type is MappingType.REGISTERED:
+            return addr.max_prefixlen, entry
+        hit = self.prefixes.lookup(addr)
+        return (hit[0].prefixlen, hit[1]) if hit else None
+
+    def __len__(self) -> int:
+        return len(self.entries)

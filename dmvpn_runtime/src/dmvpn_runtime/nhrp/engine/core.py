@@ -1,0 +1,323 @@
+"""The state one engine's protocol modules share, and the helpers they all use.
+
+Rule: everything here is plain data plus small helpers (send, emit, install a mapping).
+Protocol decisions live in the concept modules (nhc, nhs, resolution, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import TYPE_CHECKING, Any
+
+from ..wire import (
+    Address,
+    Afn,
+    Cie,
+    CleartextAuthentication,
+    End,
+    Extension,
+    ForwardTransitNhs,
+    Packet,
+    PacketType,
+    ProtocolType,
+    ResponderAddress,
+    ReverseTransitNhs,
+    encode,
+)
+from . import auth
+from .actions import (
+    Action,
+    AddMapping,
+    Event,
+    EventKind,
+    IpsecDown,
+    IpsecUp,
+    MappingType,
+    RemoveMapping,
+    SendPacket,
+)
+from .cache import Cache, CacheEntry, PrefixTable
+from .config import EngineConfig
+from .ratelimit import RateLimiter
+from .stats import Drop, Stats
+from .timers import TimerQueue
+
+if TYPE_CHECKING:
+    from .nhc import Registrar
+    from .nhs import RegistrationServer
+    from .purge import Purger
+    from .redirect import Redirector
+    from .resolution import Resolver
+    from .shortcut import Shortcuts
+
+Network = IPv4Network | IPv6Network
+
+PROTOCOL_OF_VERSION = {4: ProtocolType.IPV4, 6: ProtocolType.IPV6}
+_END = End()  # immutable: one for every packet
+
+
+def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Packet:
+    """``pkt`` one hop further: hop count less one, optionally new extensions.
+
+    Positional construction: ``dataclasses.replace`` costs four times as much and this
+    runs for every request an NHS forwards."""
+    return Packet(
+        pkt.type,
+        pkt.afn,
+        pkt.protocol_type,
+        pkt.hop_count - 1,
+        pkt.src_nbma,
+        pkt.src_proto,
+        pkt.dst_proto,
+        pkt.flags,
+        pkt.request_id,
+        pkt.cies,
+        pkt.error_code,
+        pkt.error_offset,
+        pkt.traffic_code,
+        pkt.payload,
+        pkt.reserved,
+        pkt.extensions if extensions is None else extensions,
+    )
+
+
+@dataclass(slots=True)
+class Peer:
+    """One NBMA peer as IPsec sees it."""
+
+    nbma: Address
+    ipsec_up: bool = False
+    identity: Any | None = None
+
+
+class Core:
+    __slots__ = (
+        "_request_id",
+        "afn",
+        "allow_all",
+        "auth_ext",
+        "authoriser",
+        "cache",
+        "config",
+        "egress",
+        "err_limiter",
+        "generation",
+        "mapped",
+        "nbma",
+        "nhc",
+        "nhs",
+        "out",
+        "own",
+        "own_side",
+        "peers",
+        "post_nat",
+        "purger",
+        "redirector",
+        "reg_limiter",
+        "res_limiter",
+        "resolver",
+        "responder",
+        "responder_ext",
+        "running",
+        "secret",
+        "shortcuts",
+        "stats",
+        "timers",
+        "tunnel",
+    )
+    # Wired by Engine after construction; the modules reach each other through here.
+    nhc: Registrar
+    nhs: RegistrationServer
+    resolver: Resolver
+    shortcuts: Shortcuts
+    purger: Purger
+    redirector: Redirector
+
+    def __init__(self, config: EngineConfig, authoriser: auth.Authoriser, request_id: int) -> None:
+        self.out: list[Action] = []
+        self.stats = Stats()
+        self.timers = TimerQueue()
+        self.cache = Cache()
+        self.peers: dict[Address, Peer] = {}
+        self.mapped: dict[Address, set[Address]] = {}  # NBMA -> overlay addresses installed
+        self.authoriser = authoriser
+        self.allow_all = isinstance(authoriser, auth.AllowAll)  # skip building its arguments
+        self.running = False
+        self.post_nat: Address | None = None  # our NBMA as the active NHS sees it
+        self._request_id = (request_id & 0xFFFFFFFF) or 1
+        self.apply_config(config)
+
+    # -- configuration-derived lookups -------------------------------------------------
+    def apply_config(self, config: EngineConfig) -> None:
+        self.config = config
+        self.generation = getattr(self, "generation", 0) + 1  # invalidates cached packet parts
+        self.nbma = config.nbma
+        self.afn = Afn.IPV4 if config.nbma.version == 4 else Afn.IPV6
+        self.secret = config.auth_secret
+        self.auth_ext: CleartextAuthentication | None = auth.extension(config.auth_secret)
+        self.own: dict[ProtocolType, Address] = {}
+        self.tunnel: dict[ProtocolType, Network] = {}
+        self.responder: dict[ProtocolType, Cie] = {}
+        self.responder_ext: dict[ProtocolType, ResponderAddress] = {}
+        for iface in config.addresses:
+            pt = PROTOCOL_OF_VERSION[iface.version]
+            self.own[pt] = iface.ip
+            self.tunnel[pt] = iface.network
+            self.responder[pt] = Cie(
+                prefix_length=iface.ip.max_prefixlen,
+                mtu=config.mtu,
+                holding_time=config.holdtime,
+                client_nbma=config.nbma,
+                client_proto=iface.ip,
+            )
+            self.responder_ext[pt] = ResponderAddress(self.responder[pt])
+        # What we are the egress for: our overlay addresses and protected prefixes.
+        self.egress: PrefixTable[bool] = PrefixTable()
+        for iface in config.addresses:
+            self.egress.insert(ip_network(iface.ip), True)
+        for prefix in config.protected:
+            self.egress.insert(prefix, True)
+        self.own_side: dict[int, tuple[Network, ...]] = {
+            v: tuple(ip_network(i.ip) for i in config.addresses if i.version == v)
+            + tuple(p for p in config.protected if p.version == v)
+            for v in (4, 6)
+        }
+        limits = config.limits
+        self.reg_limiter = RateLimiter(
+            limits.registrations_per_s, limits.registration_burst, limits.max_tracked_sources
+        )
+        self.res_limiter = RateLimiter(
+            limits.resolutions_per_s, limits.resolution_burst, limits.max_tracked_sources
+        )
+        self.err_limiter = RateLimiter(
+            limits.errors_per_s, limits.error_burst, limits.max_tracked_sources
+        )
+
+    def next_request_id(self) -> int:
+        rid = self._request_id
+        self._request_id = (rid % 0xFFFFFFFF) + 1
+        return rid
+
+    # -- output --------------------------------------------------------------------------
+    def send(self, nbma: Address, packet: Packet) -> bytes:
+        data = encode(packet)
+        self.out.append(SendPacket(nbma, data, packet))
+        self.stats.tx[packet.type] += 1
+        return data
+
+    def resend(self, nbma: Address, data: bytes, ptype: PacketType) -> None:
+        """A retransmission: the same octets, hence the same request id (RFC 2332 §5.2.0.1)."""
+        self.out.append(SendPacket(nbma, data))
+        self.stats.tx[ptype] += 1
+
+    def event(self, kind: EventKind, **fields: Any) -> None:
+        self.out.append(Event(kind, fields))
+
+    def drop(self, reason: Drop | str, src: Address | None = None, **fields: Any) -> None:
+        self.stats.drops[reason] += 1
+        self.out.append(Event(EventKind.DROP, {"reason": str(reason), "src": src, **fields}))
+
+    def extensions(self, *exts: Extension | None) -> tuple[Extension, ...]:
+        """Our extension list: the given ones, authentication, End."""
+        out = [e for e in exts if e is not None]
+        if self.auth_ext is not None:
+            out.append(self.auth_ext)
+        return (*out, _END) if out else ()
+
+    def echo_extensions(
+        self, request: Packet, replace: dict[type, Extension | None]
+    ) -> tuple[Extension, ...]:
+        """A reply's extensions: the request's in order (RFC 2332 §5.3: never reordered,
+        none added). Classes in ``replace`` are swapped for the given value (None drops
+        it), transit records are echoed, authentication is ours, the rest is dropped."""
+        out: list[Extension] = []
+        authed = False
+        for ext in request.extensions:
+            cls = type(ext)
+            if cls in replace:
+                new = replace[cls]
+                if new is not None:
+                    out.append(new)
+            elif cls is ForwardTransitNhs or cls is ReverseTransitNhs:
+                out.append(ext)
+            elif cls is CleartextAuthentication and self.auth_ext is not None:
+                out.append(self.auth_ext)
+                authed = True
+        if self.auth_ext is not None and not authed:
+            out.append(self.auth_ext)
+        return (*out, _END) if out else ()
+
+    def arm(self, key: Hashable, deadline: float) -> None:
+        self.timers.arm(key, deadline)
+
+    # -- mappings ------------------------------------------------------------------------
+    def install(self, entry: CacheEntry) -> None:
+        """Tell the data plane about ``entry``'s current binding."""
+        nbma = entry.nbma
+        assert nbma is not None
+        users = self.mapped.get(nbma)
+        if users is None:
+            users = self.mapped[nbma] = set()
+            if entry.type is not MappingType.REGISTERED:
+                self.out.append(IpsecUp(nbma))  # the client of a registration brought its own
+        users.add(entry.proto)
+        self.out.append(AddMapping(entry.proto, nbma, entry.type))
+        entry.installed = True
+
+    def uninstall(self, entry: CacheEntry, remove: bool = True) -> None:
+        """Forget ``entry``'s binding in the data plane; the SA goes with the last user."""
+        if not entry.installed:
+            return
+        nbma = entry.nbma
+        assert nbma is not None
+        entry.installed = False
+        if remove:
+            self.out.append(RemoveMapping(entry.proto, nbma, entry.type))
+        users = self.mapped.get(nbma)
+        if users is not None:
+            users.discard(entry.proto)
+            if users:
+                return
+            del self.mapped[nbma]
+        if not self.nhc.is_nhs_nbma(nbma):
+            self.out.append(IpsecDown(nbma))
+
+    def rebind(self, entry: CacheEntry, nbma: Address, claimed: Address | None) -> None:
+        """Replace the current binding: RemoveMapping of the old one, then AddMapping, so a
+        driver that tracks (overlay, NBMA) pairs (multicast targets) stays right."""
+        old = entry.nbma
+        if entry.installed:
+            self.uninstall(entry)
+        entry.nbma = nbma
+        entry.claimed_nbma = claimed
+        self.install(entry)
+        self.event(
+            EventKind.MAPPING_CHANGE,
+            proto=entry.proto,
+            old=old,
+            new=nbma,
+            type=entry.type,
+        )
+
+    # -- peers -------------------------------------------------------------------------------
+    def identity(self, nbma: Address | None) -> Any | None:
+        peer = self.peers.get(nbma) if nbma is not None else None
+        return peer.identity if peer is not None and peer.ipsec_up else None
+
+    def peer_up(self, nbma: Address) -> bool:
+        peer = self.peers.get(nbma)
+        return peer is not None and peer.ipsec_up
+
+    def known(self, nbma: Address, protected: bool) -> bool:
+        """A packet from ``nbma`` may be acted on: an IPsec peer, an NHS, or a peer we map."""
+        return protected or nbma in self.mapped or self.nhc.is_nhs_nbma(nbma) or self.peer_up(nbma)
+
+    def side_of(self, version: int) -> tuple[Network, ...]:
+        return self.own_side[version]
+
+    def covering_protected(self, addr: Address) -> Network | None:
+        """Our overlay address or protected prefix holding ``addr``."""
+        hit = self.egress.lookup(addr)
+        return hit[0] if hit else None

@@ -1,0 +1,568 @@
+"""Resolution Request / Reply (RFC 2332 §5.2.1, §5.2.2) as ingress, NHS and egress.
+
+Ingress: one pending request per target; retransmitted with the *same* request id at
+1, 2, 4, 7, 7... s (RFC 2332 §5.2.0.1, FRR), abandoned after 30 s. A positive reply
+installs a shortcut for the responder's prefix (policy may narrow it); a negative one
+(CIE code 4, 12...) is cached for a short while.
+
+NHS: a target covered by a registered client is forwarded to that client (Phase 3, so
+the egress answers with its protected prefix and learns the requester) or answered from
+the registration (``resolution_mode=answer``); other targets go up to our own NHS (a hub
+that is also a client) or get code 12 (No Binding Exists). Forwarding appends our
+Forward Transit record and decrements the hop count: finding ourselves in the record is
+a loop (Error Indication code 3), a hop count that would reach 0 is code 15. Policy:
+a denied pair gets code 4 (Administratively Prohibited).
+
+Egress: answers with our NBMA, our overlay address as the next hop and the protected
+prefix holding the target, and caches the requester's binding from the request, so
+both directions go direct. The answer goes straight to the requester, or, when the
+requester is behind a NAT (which may filter packets from strangers), back along the
+path the request came (RFC 2332 §5.2.2); NHSs relay such replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..wire import (
+    Address,
+    Cie,
+    CieCode,
+    CleartextAuthentication,
+    ErrorCode,
+    ForwardTransitNhs,
+    NatAddress,
+    Packet,
+    PacketType,
+    ResponderAddress,
+    ReverseTransitNhs,
+)
+from ..wire.constants import (
+    FLAG_NAT_CAPABLE,
+    RES_FLAG_AUTHORITATIVE,
+    RES_FLAG_ROUTER,
+    RES_FLAG_STABLE_SOURCE,
+    UNIQUE_PREFIX_LENGTH,
+)
+from . import auth, error_indication, nat
+from .actions import EventKind, MappingType
+from .cache import CacheEntry, contains, host, network
+from .config import ResolutionMode
+from .core import PROTOCOL_OF_VERSION, Core, relayed
+from .stats import Drop
+from .timers import (
+    DEFAULT_HOP_COUNT,
+    NEGATIVE_CACHE,
+    NEGATIVE_CACHE_MAX,
+    RESOLUTION_GIVE_UP,
+    RESOLUTION_RETRY_FIRST,
+    RESOLUTION_RETRY_MAX,
+)
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    target: Address
+    request_id: int
+    nbma: Address
+    data: bytes
+    started: float
+    interval: float
+    reason: str
+
+
+class Resolver:
+    __slots__ = ("_templates", "by_id", "by_target", "core")
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.by_target: dict[Address, Pending] = {}
+        self.by_id: dict[int, Pending] = {}
+        self._templates: dict = {}
+
+    # -- ingress -------------------------------------------------------------------------
+    def resolve(
+        self, target: Address, now: float, reason: str, nbma: Address | None = None
+    ) -> bool:
+        """Ask for ``target``'s binding (through the active NHS, or ``nbma`` to refresh)."""
+        core = self.core
+        if target in self.by_target:
+            core.stats.counters["resolution_already_pending"] += 1
+            return False
+        cached = core.cache.get(target)
+        if cached is not None and cached.type is MappingType.NEGATIVE and cached.expires > now:
+            core.stats.counters["resolution_negative_cached"] += 1
+            return False
+        pt = PROTOCOL_OF_VERSION[target.version]
+        own = core.own.get(pt)
+        if own is None:
+            return False
+        if nbma is None:
+            st = core.nhc.active_for(target.version)
+            if st is None or st.nbma is None:
+                core.stats.counters["resolution_no_nhs"] += 1
+                return False
+            nbma = st.nbma
+        flags, cies, exts = self._template(pt, own)
+        rid = core.next_request_id()
+        pkt = Packet(
+            PacketType.RESOLUTION_REQUEST,
+            core.afn,
+            pt,
+            DEFAULT_HOP_COUNT,
+            core.nbma,
+            own,
+            target,
+            flags,
+            rid,
+            cies,
+            extensions=exts,
+        )
+        data = core.send(nbma, pkt)
+        pending = Pending(target, rid, nbma, data, now, RESOLUTION_RETRY_FIRST, reason)
+        self.by_target[target] = pending
+        self.by_id[rid] = pending
+        core.arm(("res", target), now + RESOLUTION_RETRY_FIRST)
+        return True
+
+    def _template(self, pt, own: Address) -> tuple:
+        """Flags, CIEs and extensions of our requests: they change only with the config
+        and our post-NAT address, so they are built once."""
+        core = self.core
+        key = (core.generation, pt, core.post_nat)
+        cached = self._templates.get(pt)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        config = core.config
+        natx = None
+        if config.nat:
+            natx = NatAddress((nat.cie(core.post_nat, own),) if core.post_nat else ())
+        flags = (
+            RES_FLAG_ROUTER
+            | RES_FLAG_AUTHORITATIVE
+            | RES_FLAG_STABLE_SOURCE
+            | (FLAG_NAT_CAPABLE if config.nat else 0)
+        )
+        cies = (Cie(prefix_length=own.max_prefixlen, mtu=config.mtu, holding_time=config.holdtime),)
+        exts = core.extensions(ResponderAddress(), ForwardTransitNhs(), ReverseTransitNhs(), natx)
+        self._templates[pt] = (key, (flags, cies, exts))
+        return flags, cies, exts
+
+    def on_timer(self, target: Address, now: float) -> None:
+        core = self.core
+        pending = self.by_target.get(target)
+        if pending is None:
+            return
+        if now - pending.started >= RESOLUTION_GIVE_UP:
+            self._finish(pending)
+            core.event(
+                EventKind.RESOLUTION_FAILED,
+                target=target,
+                reason="timeout",
+                trigger=pending.reason,
+            )
+            return
+        core.resend(pending.nbma, pending.data, PacketType.RESOLUTION_REQUEST)
+        pending.interval = min(pending.interval * 2, RESOLUTION_RETRY_MAX)
+        core.arm(("res", target), now + pending.interval)
+
+    def _finish(self, pending: Pending) -> None:
+        self.by_target.pop(pending.target, None)
+        self.by_id.pop(pending.request_id, None)
+        self.core.timers.cancel(("res", pending.target))
+
+    def on_reply(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:
+        core = self.core
+        pending = self.by_id.get(pkt.request_id)
+        if pending is None or pending.target != pkt.dst_proto:
+            if core.config.is_nhs and pkt.src_proto not in core.own.values():
+                self._forward_reply(pkt, src, now)
+                return
+            core.drop(Drop.UNMATCHED_REPLY, src, type="resolution_reply", request_id=pkt.request_id)
+            return
+        if not pkt.cies:
+            core.drop(Drop.MALFORMED, src, type="resolution_reply", detail="no CIE")
+            return
+        cie = pkt.cies[0]
+        target = pending.target
+        self._finish(pending)
+        if cie.code != CieCode.SUCCESS:
+            self._negative(target, cie.code, cie.holding_time, src, now)
+            return
+        egress = cie.client_proto or target
+        claimed = cie.client_nbma
+        nbma = nat.reachable(claimed, nat.post_nat(pkt, egress), src, core.post_nat)
+        host_len = target.max_prefixlen
+        plen = cie.prefix_length
+        if plen == UNIQUE_PREFIX_LENGTH or plen > host_len:
+            plen = host_len
+        prefix = network(target, plen)
+        if nbma is None or egress.version != target.version or self._covers_own(prefix):
+            core.drop(Drop.MALFORMED, src, type="resolution_reply", detail=f"bad answer {prefix}")
+            return
+        policy = core.config.policy
+        allowed = (
+            prefix
+            if policy.trivial
+            else policy.shortcut_prefix(core.side_of(target.version), target, prefix)
+        )
+        if allowed is None:
+            core.stats.counters["policy_deny_install"] += 1
+            core.event(EventKind.POLICY_DENY, role="ingress", target=target, prefix=prefix)
+            self._negative(target, int(CieCode.ADMINISTRATIVELY_PROHIBITED), 0, src, now)
+            return
+        holding = cie.holding_time or core.config.holdtime
+        pend = core.config.require_ipsec and not core.peer_up(nbma)
+        if not pend and not core.allow_all:
+            refusal = auth.refusal(
+                core.authoriser.authorise_resolution_reply(
+                    nbma, egress, (allowed, host(egress)), core.identity(nbma)
+                )
+            )
+            if refusal is not None:
+                core.stats.counters["resolution_reply_unauthorised"] += 1
+                core.event(
+                    EventKind.AUTH_FAILURE,
+                    stage="authorise_resolution_reply",
+                    nbma=nbma,
+                    proto=egress,
+                    prefix=allowed,
+                    reason=refusal,
+                )
+                return
+        core.shortcuts.install(target, allowed, egress, nbma, claimed, holding, now, src, pend)
+
+    def _covers_own(self, prefix) -> bool:
+        """An answer whose prefix holds our own overlay address would route us away."""
+        return any(contains(prefix, a) for a in self.core.own.values())
+
+    def _negative(self, target: Address, code: int, holding: int, src: Address, now: float) -> None:
+        core = self.core
+        lifetime = min(float(holding) or NEGATIVE_CACHE, NEGATIVE_CACHE_MAX)
+        core.shortcuts.negative(target, now + lifetime, src, now)
+        core.event(EventKind.RESOLUTION_FAILED, target=target, code=int(code))
+        if code == CieCode.ADMINISTRATIVELY_PROHIBITED:
+            core.stats.counters["resolution_prohibited"] += 1
+
+    def on_error(self, request_id: int, code: int, src: Address, now: float) -> bool:
+        pending = self.by_id.get(request_id)
+        if pending is None:
+            return False
+        self._finish(pending)
+        self._negative(pending.target, code, 0, src, now)
+        return True
+
+    # -- NHS and egress ------------------------------------------------------------------------
+    def on_request(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:
+        core = self.core
+        config = core.config
+        if not core.res_limiter.allow(src, now):
+            core.drop(Drop.RATE_LIMITED, src, type="resolution_request")
+            return
+        target, requester = pkt.dst_proto, pkt.src_proto
+        if target is None or requester is None or pkt.src_nbma is None:
+            core.drop(Drop.MALFORMED, src, type="resolution_request")
+            return
+        if not core.known(src, protected):
+            core.drop(Drop.UNKNOWN_PEER, src, type="resolution_request")
+            return
+        covering = core.covering_protected(target)
+        if config.is_nhs:
+            # A client's more specific binding wins over our own aggregate (a regional
+            # hub protecting 10.2.0.0/16 forwards for its spoke's 10.2.1.0/24).
+            hit = core.cache.covering_length(target)
+            if (
+                hit is not None
+                and hit[1].expires > now
+                and (covering is None or hit[0] > covering.prefixlen)
+            ):
+                self._serve(pkt, src, hit[1], now)
+                return
+        if covering is not None:
+            if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
+                self._answer_as_egress(pkt, src, covering, now)
+            return
+        if config.is_nhs:
+            st = core.nhc.active_for(target.version) if config.is_nhc else None
+            if st is not None and st.nbma is not None and st.nbma != src:
+                self._forward(pkt, src, st.nbma, now)
+                return
+        if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
+            self._nak(pkt, src, CieCode.NO_BINDING_EXISTS, now)
+
+    def _serve(self, pkt: Packet, src: Address, entry: CacheEntry, now: float) -> None:
+        """NHS: the target belongs to a registered client."""
+        core = self.core
+        requester = pkt.src_proto
+        assert requester is not None and pkt.dst_proto is not None
+        if not core.config.policy.trivial and not self._nhs_allows(requester, pkt.dst_proto, entry):
+            core.stats.counters["policy_deny_resolution"] += 1
+            core.event(
+                EventKind.POLICY_DENY,
+                role="nhs",
+                requester=requester,
+                target=pkt.dst_proto,
+            )
+            self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
+            return
+        first_hop = _first_hop(pkt)
+        where = (
+            src
+            if first_hop
+            else nat.reachable(pkt.src_nbma, nat.post_nat(pkt, requester), None, None)
+        )
+        if where is not None:
+            core.nhs.record_resolver(entry, requester, where)
+        if core.config.resolution_mode is ResolutionMode.FORWARD and entry.nbma != src:
+            assert entry.nbma is not None
+            self._forward(pkt, src, entry.nbma, now)
+        else:
+            self._answer_from(pkt, src, entry, now)
+
+    def _nhs_allows(self, requester: Address, target: Address, entry: CacheEntry) -> bool:
+        """Hub policy for a requester (with the prefixes it registered here) and a target;
+        a client's overlay address stands for the whole client (all its prefixes)."""
+        core = self.core
+        policy = core.config.policy
+        side = (host(requester),)
+        client = core.cache.get(requester)
+        if client is not None and client.type is MappingType.REGISTERED:
+            side = (*side, *client.prefixes)
+        if target == entry.proto:
+            return all(policy.allows(side, n) for n in (host(target), *entry.prefixes))
+        return policy.allows(side, target)
+
+    def _forward(self, pkt: Packet, src: Address, nbma: Address, now: float) -> None:
+        core = self.core
+        own = core.own[pkt.protocol_type]
+        first_hop = True
+        exts = []
+        for ext in pkt.extensions:
+            cls = type(ext)
+            if cls is ForwardTransitNhs:
+                for c in ext.cies:
+                    if c.client_proto == own or c.client_nbma == core.nbma:
+                        core.drop(Drop.LOOP_DETECTED, src, target=pkt.dst_proto)
+                        error_indication.send(
+                            core, pkt, None, self._error_to(pkt, src), ErrorCode.LOOP_DETECTED, now
+                        )
+                        return
+                first_hop = not ext.cies
+                ext = ForwardTransitNhs(
+                    (*ext.cies, core.responder[pkt.protocol_type]), ext.compulsory
+                )
+            elif cls is CleartextAuthentication:
+                if core.auth_ext is None:
+                    continue
+                ext = core.auth_ext
+            exts.append(ext)
+        if pkt.hop_count <= 1:
+            core.drop(Drop.HOP_COUNT_EXCEEDED, src, target=pkt.dst_proto)
+            error_indication.send(
+                core, pkt, None, self._error_to(pkt, src), ErrorCode.HOP_COUNT_EXCEEDED, now
+            )
+            return
+        if first_hop and core.config.nat:
+            exts = [
+                nat.with_observed(e, pkt.src_proto, pkt.src_nbma, src)
+                if isinstance(e, NatAddress)
+                else e
+                for e in exts
+            ]
+        core.send(nbma, relayed(pkt, tuple(exts)))
+        core.stats.counters["resolution_forwarded"] += 1
+
+    def _error_to(self, pkt: Packet, src: Address) -> Address:
+        """An Error Indication goes to the packet's source (RFC 2332 §5.2.7): straight to
+        it when it is our client, else back to the hop it came from."""
+        entry = self.core.cache.get(pkt.src_proto) if pkt.src_proto is not None else None
+        if entry is not None and entry.type is MappingType.REGISTERED and entry.nbma is not None:
+            return entry.nbma
+        return src
+
+    def _forward_reply(self, pkt: Packet, src: Address, now: float) -> None:
+        """A reply on its way back to the requester (RFC 2332 §5.2.2: the reverse path).
+
+        Next hop back: the requester if it registered with us; else the NHS before us in
+        the Forward Transit record the reply echoes; else (we were the first NHS) the
+        requester's own address from the packet."""
+        core = self.core
+        requester = pkt.src_proto
+        assert requester is not None
+        entry = core.cache.get(requester)
+        nbma = None
+        if entry is not None and entry.type is MappingType.REGISTERED:
+            nbma = entry.nbma
+        else:
+            own = core.own[pkt.protocol_type]
+            for ext in pkt.extensions:
+                if isinstance(ext, ForwardTransitNhs):
+                    hops = [c.client_proto for c in ext.cies]
+                    if own in hops:
+                        i = hops.index(own)
+                        nbma = ext.cies[i - 1].client_nbma if i else None
+                    break
+            if nbma is None:
+                nbma = nat.reachable(pkt.src_nbma, nat.post_nat(pkt, requester), None, None)
+        if nbma is None or nbma == src:
+            core.drop(Drop.UNMATCHED_REPLY, src, type="resolution_reply", request_id=pkt.request_id)
+            return
+        if pkt.hop_count <= 1:
+            core.drop(Drop.HOP_COUNT_EXCEEDED, src, type="resolution_reply")
+            return
+        exts = []
+        for ext in pkt.extensions:
+            if isinstance(ext, ReverseTransitNhs):
+                ext = ReverseTransitNhs(
+                    (*ext.cies, core.responder[pkt.protocol_type]), ext.compulsory
+                )
+            elif isinstance(ext, CleartextAuthentication):
+                if core.auth_ext is None:
+                    continue
+                ext = core.auth_ext
+            exts.append(ext)
+        core.send(nbma, relayed(pkt, tuple(exts)))
+        core.stats.counters["resolution_reply_forwarded"] += 1
+
+    def _answer_as_egress(self, pkt: Packet, src: Address, covering, now: float) -> None:
+        core = self.core
+        config = core.config
+        target, requester = pkt.dst_proto, pkt.src_proto
+        assert target is not None and requester is not None
+        policy = config.policy
+        if policy.trivial:
+            prefix = covering
+        elif target in core.own.values():  # our overlay address stands for all of us
+            side = (host(requester),)
+            ours = core.side_of(target.version)
+            prefix = covering if all(policy.allows(side, n) for n in ours) else None
+        else:
+            prefix = policy.shortcut_prefix((host(requester),), target, covering)
+        if prefix is None:
+            core.stats.counters["policy_deny_answer"] += 1
+            core.event(EventKind.POLICY_DENY, role="egress", requester=requester, target=target)
+            self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
+            return
+        first_hop = _first_hop(pkt)
+        post = None
+        if first_hop:
+            where = src  # came straight from the requester (a refresh on the shortcut)
+        else:
+            post = nat.post_nat(pkt, requester)
+            where = nat.reachable(pkt.src_nbma, post, None, core.post_nat)
+        assert where is not None
+        if requester not in core.own.values():
+            holding = (pkt.cies[0].holding_time if pkt.cies else 0) or config.holdtime
+            core.shortcuts.learn(requester, where, pkt.src_nbma, holding, now)
+        pt = pkt.protocol_type
+        own = core.own[pt]
+        cie = Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, core.nbma, own)
+        replace_exts: dict = {ResponderAddress: core.responder_ext[pt]}
+        natx = nat.find(pkt)
+        if natx is not None:
+            if config.nat and core.post_nat is not None:
+                natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
+            replace_exts[NatAddress] = natx
+        flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
+        reply = Packet(
+            PacketType.RESOLUTION_REPLY,
+            pkt.afn,
+            pt,
+            DEFAULT_HOP_COUNT,
+            pkt.src_nbma,
+            requester,
+            target,
+            flags,
+            pkt.request_id,
+            (cie,),
+            extensions=core.echo_extensions(pkt, replace_exts),
+        )
+        # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
+        # unless it is behind a NAT, which may filter a stranger's packets, or the packet
+        # would leave unprotected where IPsec is required: then back the way the request
+        # came (RFC 2332 §5.2.2), through the NHS the requester is registered with.
+        natted = post is not None and post != pkt.src_nbma
+        direct = not natted and (not config.require_ipsec or core.peer_up(where))
+        core.send(src if first_hop or not direct else where, reply)
+        core.stats.counters["resolution_answered"] += 1
+
+    def _answer_from(self, pkt: Packet, src: Address, entry: CacheEntry, now: float) -> None:
+        """NHS, ``resolution_mode=answer``: reply with the client's registration."""
+        core = self.core
+        target = pkt.dst_proto
+        assert target is not None and pkt.src_proto is not None
+        plen = target.max_prefixlen
+        if target != entry.proto:
+            hit = core.cache.prefixes.lookup(target)
+            if hit is not None:
+                plen = hit[0].prefixlen
+        policy = core.config.policy
+        if not policy.trivial:
+            narrowed = policy.shortcut_prefix((host(pkt.src_proto),), target, network(target, plen))
+            if narrowed is None:
+                self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
+                return
+            plen = narrowed.prefixlen
+        holding = max(1, min(int(entry.expires - now), 0xFFFF))
+        cie = Cie(0, plen, 0, holding, 0, entry.claimed_nbma, entry.proto)
+        replace_exts: dict = {ResponderAddress: core.responder_ext[pkt.protocol_type]}
+        natx = nat.find(pkt)
+        if natx is not None:
+            if core.config.nat and entry.nbma is not None:
+                natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
+            replace_exts[NatAddress] = natx
+        reply = Packet(
+            PacketType.RESOLUTION_REPLY,
+            pkt.afn,
+            pkt.protocol_type,
+            DEFAULT_HOP_COUNT,
+            pkt.src_nbma,
+            pkt.src_proto,
+            target,
+            pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0),
+            pkt.request_id,
+            (cie,),
+            extensions=core.echo_extensions(pkt, replace_exts),
+        )
+        core.send(src, reply)
+        core.stats.counters["resolution_answered"] += 1
+
+    def _nak(self, pkt: Packet, src: Address, code: int, now: float) -> None:
+        core = self.core
+        assert pkt.dst_proto is not None
+        cie = Cie(
+            code,
+            pkt.dst_proto.max_prefixlen,
+            0,
+            int(NEGATIVE_CACHE),
+            0,
+            None,
+            pkt.dst_proto,
+        )
+        replace_exts: dict = {
+            ResponderAddress: core.responder_ext[pkt.protocol_type],
+            NatAddress: nat.find(pkt),
+        }
+        reply = Packet(
+            PacketType.RESOLUTION_REPLY,
+            pkt.afn,
+            pkt.protocol_type,
+            DEFAULT_HOP_COUNT,
+            pkt.src_nbma,
+            pkt.src_proto,
+            pkt.dst_proto,
+            pkt.flags | (FLAG_NAT_CAPABLE if core.config.nat else 0),
+            pkt.request_id,
+            (cie,),
+            extensions=core.echo_extensions(pkt, replace_exts),
+        )
+        core.send(src, reply)
+        core.stats.counters[f"resolution_nak_{int(code)}"] += 1
+
+
+def _first_hop(pkt: Packet) -> bool:
+    """No NHS forwarded this request yet (its Forward Transit record is empty or absent)."""
+    for ext in pkt.extensions:
+        if isinstance(ext, ForwardTransitNhs):
+            return not ext.cies
+    return True

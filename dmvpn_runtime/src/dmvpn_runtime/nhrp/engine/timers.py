@@ -1,0 +1,109 @@
+"""Timers and limits, named, with where each value comes from; and the engine's timer queue.
+
+Values marked FRR are FRRouting nhrpd's (a reference point, not a spec; see
+docs nhrp-reference.md "Timers and constants in FRR nhrpd").
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+
+# -- registration (RFC 2332 §5.2.3) ------------------------------------------------------
+DEFAULT_HOLDTIME = 7200  # FRR NHRPD_DEFAULT_HOLDTIME, Cisco default
+REFRESH_DIVISOR = 3  # re-register at holdtime/3 after a good reply (FRR nhrp_reg_reply)
+REGISTRATION_RETRY_FIRST = 2.0  # per-try timeout starts at 2 s, doubles (FRR nhrp_reg_timeout)
+REGISTRATION_RETRY_MAX = 64.0  # past 64 s: restart the SA and start again at 2 s (FRR)
+NHS_DOWN_AFTER_MISSES = 3  # FRR NHRP_UNREACHABLE_COUNT: then the next NHS by priority
+
+# -- resolution (RFC 2332 §5.2.1, §5.2.0.1: a retransmission keeps its request id) -------
+RESOLUTION_RETRY_FIRST = 1.0  # FRR PR #16788
+RESOLUTION_RETRY_MAX = 7.0  # FRR: capped at purge_time/4
+RESOLUTION_GIVE_UP = 30.0  # FRR: a pending shortcut is dropped after 30 s
+NEGATIVE_CACHE = 30.0  # ours: "no binding" suppresses new requests this long (§5.2.2 NAK)
+NEGATIVE_CACHE_MAX = 120.0  # ours: upper bound for a NAK's holding time
+
+# -- shortcuts (seed "Dynamic Mappings"; FRR nhrp_shortcut.c) ----------------------------
+SHORTCUT_REFRESH_AT = 2 / 3  # of the holding time: refresh if used (FRR)
+PENDING_BINDING_TIMEOUT = 30.0  # a new binding waiting for IPsec is dropped (FRR pending)
+
+# -- purge (RFC 2332 §5.2.5: retransmit until a Purge Reply arrives) ---------------------
+PURGE_RETRY_FIRST = 1.0  # ours
+PURGE_ATTEMPTS = 4  # ours: 1 + 2 + 4 s, then give up (the binding expires anyway)
+
+# -- redirect (draft-detienne-dmvpn §4; FRR doc: hashlimit 4/minute, burst 1) ------------
+REDIRECT_INTERVAL = 15.0
+TRAFFIC_INDICATION_MAX_PAYLOAD = 128  # FRR's NFLOG copy range
+
+# -- packets ------------------------------------------------------------------------------
+DEFAULT_HOP_COUNT = 64  # FRR nhrp_packet_push
+REGISTRATION_HOP_COUNT = 1  # Cisco rejects 0 ("Packet Recved with 0 Hop counts", FRR #951)
+TRAFFIC_INDICATION_HOP_COUNT = 1  # as registrations (FRR)
+ERROR_PAYLOAD_MAX = 512  # ours: how much of an offending packet an Error Indication quotes
+
+# -- DNS (seed Req. 6: hubs may move; spokes resolve their NBMA by name) -----------------
+DNS_RETRY = 10.0  # ours: a name that did not resolve is asked again
+
+
+class TimerQueue:
+    """Deadlines by key; re-arming a key replaces its deadline.
+
+    A heap of (deadline, seq, key) with lazy deletion: an entry is live while its seq is
+    in ``_live_seqs``. Checking an int keeps the hot path (peeking at the next deadline
+    after every input) free of key hashing, which is slow for address-bearing keys.
+    """
+
+    __slots__ = ("_heap", "_live", "_live_seqs", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._live: dict[Hashable, tuple[float, int]] = {}
+        self._live_seqs: set[int] = set()
+        self._seq = 0
+
+    def arm(self, key: Hashable, deadline: float) -> None:
+        self._seq = seq = self._seq + 1
+        old = self._live.get(key)
+        if old is not None:
+            self._live_seqs.discard(old[1])
+        self._live[key] = (deadline, seq)
+        self._live_seqs.add(seq)
+        heapq.heappush(self._heap, (deadline, seq, key))
+
+    def cancel(self, key: Hashable) -> None:
+        old = self._live.pop(key, None)
+        if old is not None:
+            self._live_seqs.discard(old[1])
+
+    def deadline(self, key: Hashable) -> float | None:
+        live = self._live.get(key)
+        return live[0] if live else None
+
+    def next_deadline(self) -> float | None:
+        heap, seqs = self._heap, self._live_seqs
+        while heap:
+            top = heap[0]
+            if top[1] in seqs:
+                return top[0]
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> list[Hashable]:
+        """Keys whose deadline is at or before ``now``, earliest first, now disarmed."""
+        heap, seqs, live = self._heap, self._live_seqs, self._live
+        due = []
+        while heap and heap[0][0] <= now:
+            _deadline, seq, key = heapq.heappop(heap)
+            if seq in seqs:
+                seqs.remove(seq)
+                del live[key]
+                due.append(key)
+        return due
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._live.clear()
+        self._live_seqs.clear()
+
+    def __len__(self) -> int:
+        return len(self._live)

@@ -1,0 +1,23 @@
+"""The engine benchmark runs end to end on a small fleet and reports what it promises."""
+
+from __future__ import annotations
+
+import json
+
+from dmvpn_runtime.bench.engine import main
+
+
+def test_small_fleet_registers_and_resolves_completely(capsys) -> None:
+    assert main(["--spokes", "50", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["complete"] is True
+    assert result["registered_at_hub"] == result["registered_spokes"] == 50
+    assert result["resolved"] == result["resolved_answered"] == 50
+    for key in ("registration_cpu_s", "resolutions_per_s", "peak_rss_mb"):
+        assert result[key] > 0
+    assert set(result["targets_met"]) == {"registration_cpu_s", "resolutions_per_s", "peak_rss_mb"}
+
+
+def test_with_authentication(capsys) -> None:
+    assert main(["--spokes", "20", "--auth", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["authentication"] is True
