@@ -23,7 +23,15 @@ from enginekit import (
     started,
 )
 
-from dmvpn_runtime.nhrp.engine import AddMapping, IpsecDown, Limits, MappingType, RemoveMapping
+from dmvpn_runtime.nhrp.engine import (
+    AddMapping,
+    AddRoute,
+    IpsecDown,
+    Limits,
+    MappingType,
+    RemoveMapping,
+    RemoveRoute,
+)
 from dmvpn_runtime.nhrp.wire import (
     CieCode,
     End,
@@ -222,3 +230,24 @@ def test_ipsec_down_removes_that_nbmas_registrations() -> None:
     assert RemoveMapping(SPOKE_PROTO, SPOKE_NBMA, MappingType.REGISTERED) in actions
     assert events(actions, "registration_down")[0].fields["reason"] == "ipsec_down"
     assert not hub.cache_entries()
+
+
+def test_registered_prefixes_are_routed_via_the_client_and_unrouted_when_it_goes() -> None:
+    hub = started(hub_config(holdtime=600))
+    actions = feed(hub, 1.0, SPOKE_NBMA, registration())
+    add = AddMapping(SPOKE_PROTO, SPOKE_NBMA, MappingType.REGISTERED)
+    route = AddRoute(SPOKE_LAN, SPOKE_PROTO)
+    assert route in actions and actions.index(add) < actions.index(route)  # mapping first
+    # Expiry (the registration's holding time) takes the route before the mapping.
+    gone = hub.timer_fired(2.0 + 7200)
+    removal = RemoveRoute(SPOKE_LAN, SPOKE_PROTO)
+    assert removal in gone
+    assert gone.index(removal) < gone.index(
+        RemoveMapping(SPOKE_PROTO, SPOKE_NBMA, MappingType.REGISTERED)
+    )
+
+
+def test_prefix_routes_can_be_left_to_a_routing_protocol() -> None:
+    hub = started(hub_config(route_registered_prefixes=False))
+    actions = feed(hub, 1.0, SPOKE_NBMA, registration())
+    assert not of(actions, AddRoute)

@@ -91,6 +91,9 @@ class EngineConfig:
     policy: Policy = field(default_factory=Policy)
     limits: Limits = field(default_factory=Limits)
     nhs_routes: tuple[Network, ...] = ()  # routed via the active NHS (falls back by priority)
+    # NHS: route each client's registered protected prefixes via its overlay address, so
+    # hub-and-spoke traffic flows (and hairpins, for Phase 3) before any routing protocol.
+    route_registered_prefixes: bool = True
     require_ipsec: bool = False  # drop unprotected packets; bindings wait for IPsec up
     mtu: int = 0  # CIE MTU we announce (0: unspecified)
 

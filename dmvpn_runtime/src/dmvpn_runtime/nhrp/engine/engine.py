@@ -132,6 +132,7 @@ class Engine:
         for entry in list(core.cache.entries.values()):
             if entry.type is MappingType.REGISTERED:
                 core.cache.pop(entry.proto)
+                core.nhs.unroute(entry)
                 core.uninstall(entry)
         for entry in list(core.cache.entries.values()):
             if entry.type is MappingType.STATIC:

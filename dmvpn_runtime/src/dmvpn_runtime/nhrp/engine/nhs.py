@@ -28,7 +28,7 @@ from ..wire import (
 )
 from ..wire.constants import REG_FLAG_UNIQUE, UNIQUE_PREFIX_LENGTH
 from . import auth, nat
-from .actions import EventKind, MappingType
+from .actions import AddRoute, EventKind, MappingType, RemoveRoute
 from .cache import CacheEntry, host, network
 from .core import Core
 from .stats import Drop
@@ -179,6 +179,7 @@ class RegistrationServer:
             existing.request_id = pkt.request_id
             existing.unique = unique
             if existing.prefixes != prefixes:
+                self._route_prefixes(proto, existing.prefixes, prefixes)
                 cache.set_prefixes(existing, prefixes)
             if existing.source != src:
                 cache.set_source(existing, src)
@@ -208,6 +209,7 @@ class RegistrationServer:
             if prefixes:
                 cache.set_prefixes(entry, prefixes)
             core.install(entry)
+            self._route_prefixes(proto, (), prefixes)
             core.event(
                 EventKind.REGISTRATION_UP,
                 role="nhs",
@@ -273,6 +275,7 @@ class RegistrationServer:
         core = self.core
         if core.cache.get(entry.proto) is entry:
             core.cache.pop(entry.proto)
+        self._route_prefixes(entry.proto, entry.prefixes, ())
         core.uninstall(entry)
         core.timers.cancel(("reg", entry.proto))
         if purge_resolvers and entry.resolved_by:
@@ -284,6 +287,22 @@ class RegistrationServer:
             nbma=entry.nbma,
             reason=reason,
         )
+
+    def _route_prefixes(self, via: Address, old: tuple, new: tuple) -> None:
+        """Routes of a client's protected prefixes via its overlay address (routes after
+        the mapping they need, removals before the mapping goes)."""
+        core = self.core
+        if not core.config.route_registered_prefixes:
+            return
+        for prefix in old:
+            if prefix not in new:
+                core.out.append(RemoveRoute(prefix, via))
+        for prefix in new:
+            if prefix not in old and core.covering_protected(prefix.network_address) is None:
+                core.out.append(AddRoute(prefix, via))
+
+    def unroute(self, entry: CacheEntry) -> None:
+        self._route_prefixes(entry.proto, entry.prefixes, ())
 
     def on_ipsec_down(self, nbma: Address, now: float) -> None:
         cache = self.core.cache
