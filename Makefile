@@ -17,11 +17,13 @@ PYTEST_ARGS ?=
 # Set by `make test` for its sub-makes so bootstrap runs once per `make test`.
 BOOTSTRAPPED ?=
 
-.PHONY: help bootstrap demo lint unit sanity test fuzz-long bench test-kernel clean distclean
+.PHONY: help bootstrap demo demo-clean demo-codec lint unit sanity test fuzz-long bench test-kernel clean distclean
 
 help:
 	@echo 'flexmesh.dmvpn make targets:'
-	@echo '  demo         bootstrap, then decode the shared NHRP vectors readably'
+	@echo '  demo         bootstrap, then a DMVPN mesh in namespaces, Phase 3 step by step (stays up)'
+	@echo '  demo-clean   take the demo mesh down'
+	@echo '  demo-codec   decode the shared NHRP vectors readably'
 	@echo '  test         bootstrap, then lint + unit + sanity (what .ci/run runs)'
 	@echo '  bootstrap    apt packages, .venv, dmvpn_runtime (idempotent)'
 	@echo '  lint         ruff check + ruff format --check'
@@ -38,7 +40,16 @@ ifeq ($(BOOTSTRAPPED),)
 	@bash $(TOP)/scripts/bootstrap.sh
 endif
 
+# The mesh: the default lab (2 hubs, 3 spokes, one behind NAT) with Phase 3 shown
+# step by step; it stays up (make demo-clean takes it down).
 demo: bootstrap
+	$(PY) -m dmvpn_runtime.lab.demo --name demo --replace
+
+demo-clean: bootstrap
+	$(VENV)/bin/dmvpn-lab down --name demo
+
+# The codec alone: the shared NHRP vectors, decoded readably.
+demo-codec: bootstrap
 	@test -d "$(VECTORS)" || { echo "demo: vectors not found at $(VECTORS) (set VECTORS=DIR)" >&2; exit 1; }
 	@echo '== $(VECTORS)/synthetic_nhrp_frr_style.pcap'
 	$(VENV)/bin/dmvpnctl decode --pretty $(VECTORS)/synthetic_nhrp_frr_style.pcap
