@@ -323,7 +323,14 @@ def test_default_spec_renders_valid_configs() -> None:
     assert sum(1 for n in spokes if n.behind) == 1
     for node in spokes:
         config = render_node_config(node, spec)
-        assert [n["proto"] for n in config["nhs"]] == ["10.255.255.1", "10.255.255.2"]
+        # One NHS entry per hub and overlay family, hub1 preferred.
+        assert [(n["proto"], n["priority"]) for n in config["nhs"]] == [
+            ("10.255.255.1", 0),
+            ("fd00:255::1", 0),
+            ("10.255.255.2", 1),
+            ("fd00:255::2", 1),
+        ]
+        assert all(ipaddress.ip_network(p).version in (4, 6) for p in config["protected_prefixes"])
         assert ipaddress.ip_address(config["nbma"]["address"])
 
 

@@ -52,18 +52,19 @@ def render_node_config(node: NodeSpec, lab: LabSpec) -> dict[str, Any]:
         prefix = next(n for n in tunnel.overlay if addr in n)
         overlay[f"ipv{addr.version}"] = f"{addr}/{prefix.prefixlen}"
     nhs = []
+    families = {a.version for a in node.overlay}
     for ref in node.nhs:
         hub = lab.node(ref.hub)
-        proto = next(
-            (a for a in hub.overlay if a.version == node.overlay[0].version), hub.overlay[0]
-        )
-        entry: dict[str, Any] = {"proto": str(proto)}
-        if ref.by == "name":
-            entry["name"] = f"{hub.name}.{lab.domain}"
-        else:
-            entry["nbma"] = str(hub.nbma_address(family))
-        entry["priority"] = ref.priority
-        nhs.append(entry)
+        # One NHS entry per overlay family both ends have (Cisco: `ip nhrp nhs` and
+        # `ipv6 nhrp nhs`): each family registers and resolves on its own.
+        for proto in (a for a in hub.overlay if a.version in families):
+            entry: dict[str, Any] = {"proto": str(proto)}
+            if ref.by == "name":
+                entry["name"] = f"{hub.name}.{lab.domain}"
+            else:
+                entry["nbma"] = str(hub.nbma_address(family))
+            entry["priority"] = ref.priority
+            nhs.append(entry)
     config: dict[str, Any] = {
         "tunnel": tunnel.name,
         "role": node.role,
@@ -74,7 +75,8 @@ def render_node_config(node: NodeSpec, lab: LabSpec) -> dict[str, Any]:
     config |= {
         "nbma": {"address": str(node.nbma_address(family))},
         "overlay": overlay,
-        "protected_prefixes": [str(p) for p in node.protected],
+        # Only families the tunnel carries for this node (a LAN may be dual-stack).
+        "protected_prefixes": [str(p) for p in node.protected if p.version in families],
         "nhs": nhs,
         # What a routing protocol would carry: the other sites' prefixes via the hub.
         "routes_via_nhs": _other_sites(node, lab) if nhs else [],

@@ -6,7 +6,7 @@ import json
 
 from dmvpn_runtime.lab import Lab
 
-from .conftest import ctl, nhs_states, registered_clients, wait_registered, wait_until
+from .conftest import ctl, nhs_states, registered_clients, wait_registered
 
 
 def test_hub_and_spokes_register(mesh: Lab) -> None:
@@ -15,7 +15,12 @@ def test_hub_and_spokes_register(mesh: Lab) -> None:
         assert set(spokes) <= registered_clients(mesh, hub)
     for spoke in spokes.values():
         states = nhs_states(mesh, spoke)
-        assert states == {"10.255.255.1": "registered", "10.255.255.2": "registered"}
+        assert states == {  # one NHS entry per hub and overlay family
+            "10.255.255.1": "registered",
+            "10.255.255.2": "registered",
+            "fd00:255::1": "registered",
+            "fd00:255::2": "registered",
+        }
     # The hub registered each spoke's LAN prefix with it.
     entries = {e["proto"]: e for e in ctl(mesh, "hub1", "show", "nhrp")}
     assert entries["10.255.255.11"]["prefixes"] == ["10.1.0.0/24"]
@@ -33,7 +38,7 @@ def test_dmvpnctl_tables_json_and_exit_codes(mesh: Lab) -> None:
     table = node.exec(["dmvpnctl", "show", "nhs"], check=True).stdout
     header, *rows = table.splitlines()
     assert header.split()[:3] == ["NHS", "NBMA", "NAME"]
-    assert len(rows) == 2 and "registered" in rows[0]
+    assert len(rows) == 4 and "registered" in rows[0]
     status = ctl(mesh, "spoke1", "show", "status")
     assert status["tunnel"] == "dmvpn0" and status["role"] == "spoke"
     stats = ctl(mesh, "spoke1", "show", "stats")
@@ -42,7 +47,7 @@ def test_dmvpnctl_tables_json_and_exit_codes(mesh: Lab) -> None:
     # Explicit socket and tunnel flags work from outside the lab's environment too.
     sock = str(node.path("/run/dmvpn/dmvpn0.sock"))
     proc = node.exec(["dmvpnctl", "show", "nhs", "--json", "-s", "/run/dmvpn/dmvpn0.sock"])
-    assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 2
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 4
     assert sock.endswith("/run/dmvpn/dmvpn0.sock")
     # No daemon behind the socket: exit 3 and a one-line reason.
     proc = node.exec(["dmvpnctl", "show", "nhs", "-s", "/run/dmvpn/absent.sock"])
@@ -75,6 +80,6 @@ def test_hub_found_by_dns_name(lab_factory) -> None:
     config = lab.node("spoke1").path("/etc/dmvpn/dmvpn0.yaml").read_text()
     assert "name: hub1.dmvpn.lab" in config and "nbma:" not in config.split("nhs:")[1]
     wait_registered(lab, ["spoke1"], ["hub1"])
-    nhs = ctl(lab, "spoke1", "show", "nhs")[0]
-    assert nhs["name"] == "hub1.dmvpn.lab" and nhs["nbma"] == lab.node("hub1").nbma[0]
-    assert wait_until(lambda: nhs_states(lab, "spoke1") == {"10.255.255.1": "registered"})
+    for nhs in ctl(lab, "spoke1", "show", "nhs"):
+        assert nhs["name"] == "hub1.dmvpn.lab" and nhs["nbma"] == lab.node("hub1").nbma[0]
+        assert nhs["state"] == "registered"

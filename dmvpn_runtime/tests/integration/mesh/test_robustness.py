@@ -134,7 +134,7 @@ def test_garbage_and_spoofed_nhrp_change_nothing(lab_factory) -> None:
         before, ctl(lab, "hub1", "show", "nhrp")
     )
     assert lab.node("hub1").daemon_pid == hub_pid  # still the same process
-    assert registered_clients(lab, "hub1") == {victim}
+    assert registered_clients(lab, "hub1") == set(lab.node("spoke1").overlay)
     entry = next(e for e in ctl(lab, "hub1", "show", "nhrp") if e["proto"] == victim)
     assert entry["nbma"] == lab.node("spoke1").nbma[0]  # the binding was not hijacked
     assert stats["engine"]["tx"].get("registration_reply", 0) >= 2  # the refusal
