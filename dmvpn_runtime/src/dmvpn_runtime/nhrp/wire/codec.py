@@ -46,6 +46,14 @@ from .model import (
     ReverseTransitNhs,
     UnknownExtension,
     VendorPrivate,
+    new_cie,
+    new_cleartext,
+    new_end,
+    new_forward,
+    new_nat,
+    new_packet,
+    new_responder,
+    new_reverse,
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
@@ -170,7 +178,7 @@ class _Decoder:
         nxt = body + nbma_len + proto_len
         if nxt > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE addresses run past its part")
-        cie = Cie(
+        cie = new_cie(
             code,
             prefix,
             mtu,
@@ -194,15 +202,15 @@ class _Decoder:
         length = end - pos
         if ext_type == _EXT_RESPONDER:
             if length == 0:
-                return ResponderAddress(None, compulsory)
+                return new_responder(None, compulsory)
             cie, nxt = self.cie(pos, end)
             if nxt != end:
                 raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
-            return ResponderAddress(cie, compulsory)
+            return new_responder(cie, compulsory)
         if ext_type == _EXT_FORWARD:
-            return ForwardTransitNhs(self.cie_list(pos, end), compulsory)
+            return new_forward(self.cie_list(pos, end), compulsory)
         if ext_type == _EXT_REVERSE:
-            return ReverseTransitNhs(self.cie_list(pos, end), compulsory)
+            return new_reverse(self.cie_list(pos, end), compulsory)
         if ext_type == _EXT_AUTH:
             return self.authentication(compulsory, pos, end)
         if ext_type == _EXT_VENDOR:
@@ -216,7 +224,7 @@ class _Decoder:
             if length == DEVICE_CAPABILITIES_LEN:
                 source, target = struct.unpack_from("!II", data, pos)
                 return DeviceCapabilities(source, target, compulsory)
-            return NatAddress(self.cie_list(pos, end), compulsory)
+            return new_nat(self.cie_list(pos, end), compulsory)
         return UnknownExtension(ext_type, data[pos:end], compulsory)
 
     def authentication(self, compulsory: bool, pos: int, end: int) -> Extension:
@@ -224,7 +232,7 @@ class _Decoder:
         if end - pos < 4:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
         if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
-            return CleartextAuthentication(data[pos + 4 : end], compulsory)
+            return new_cleartext(data[pos + 4 : end], compulsory)
         reserved, spi = struct.unpack_from("!HH", data, pos)
         addr_end = pos + 4 + self.src_proto_len
         if addr_end > end:
@@ -256,7 +264,7 @@ class _Decoder:
                     raise DecodeError(Reason.INVALID_EXTENSION, pos, "End extension has a value")
                 if value_end != end:
                     raise DecodeError(Reason.DATA_AFTER_END, value_end, "octets after End")
-                exts.append(End(compulsory))
+                exts.append(new_end(compulsory))
                 return tuple(exts)
             exts.append(self.extension(ext_type, compulsory, value, value_end))
             pos = value_end
@@ -346,7 +354,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         reserved = 0
         cies = dec.cie_list(pos, body_end)
     extensions = dec.extensions(extoff, pktsz) if extoff else ()
-    return Packet(
+    return new_packet(
         ptype,
         afn,
         proto,

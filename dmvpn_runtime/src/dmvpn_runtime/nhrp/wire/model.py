@@ -7,7 +7,8 @@ extension offset are derived on encode and are therefore not fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
 
@@ -208,3 +209,29 @@ def with_end(extensions: tuple[Extension, ...] | list[Extension]) -> tuple[Exten
     """The extension list terminated by End (compulsory bit set, as FRR sends it)."""
     exts = tuple(ext for ext in extensions if not isinstance(ext, End))
     return (*exts, End()) if exts else ()
+
+
+def _positional_constructor(cls: type) -> Callable[..., object]:
+    """A constructor for the decoder's hot path: every field positional, in declaration
+    order, no defaults. It fills the slots through their descriptors, which skips the
+    frozen ``__setattr__`` guard (about 2x faster) while the instance stays frozen."""
+    names = [f.name for f in fields(cls)]
+    scope: dict[str, object] = {"new": object.__new__, "cls": cls}
+    for name in names:
+        scope[f"set_{name}"] = getattr(cls, name).__set__
+    lines = [f"def make({', '.join(names)}):", "    obj = new(cls)"]
+    lines += [f"    set_{name}(obj, {name})" for name in names]
+    lines.append("    return obj")
+    exec("\n".join(lines), scope)
+    return scope["make"]  # type: ignore[return-value]
+
+
+# Used by the codec only; everyone else calls the classes (keywords, defaults, checks).
+new_packet = _positional_constructor(Packet)
+new_cie = _positional_constructor(Cie)
+new_responder = _positional_constructor(ResponderAddress)
+new_forward = _positional_constructor(ForwardTransitNhs)
+new_reverse = _positional_constructor(ReverseTransitNhs)
+new_nat = _positional_constructor(NatAddress)
+new_end = _positional_constructor(End)
+new_cleartext = _positional_constructor(CleartextAuthentication)
