@@ -243,6 +243,13 @@ class Node:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{proc.pid}\n")
         d.update(state="running", pid=proc.pid, started=time.time(), message="")
+        # The child is nsenter until it has entered the node's namespaces; "running" is
+        # judged by the netns, so give it a moment (a loaded machine needs it).
+        deadline = time.monotonic() + 2.0
+        while proc.poll() is None and time.monotonic() < deadline:
+            if system.pid_in_netns(proc.pid, self.netns):
+                break
+            time.sleep(0.01)
         self.lab.save()
         return self.daemon
 
