@@ -391,11 +391,15 @@ class Registrar:
 
     def _refused(self, st: NhsState, code: int, now: float) -> None:
         core = self.core
+        first = not st.refused
         st.refused = code
         core.event(EventKind.REGISTRATION_REFUSED, nhs=st.config.proto, code=code)
         if code == CieCode.UNIQUE_ADDRESS_ALREADY_REGISTERED and st.acked_request_id:
             # Maybe our own earlier binding (we roamed, or our NAT rebound).
             self._purge_own(st, st.acked_nbma, no_reply=False, now=now)
+            if first:
+                self.register(st, now)
+                return
         self._backoff(st)
         core.arm(("nhs", id(st)), now + st.retry)
 
@@ -528,6 +532,9 @@ class Registrar:
             core.post_nat = new.post_nat
         for prefix in core.config.nhs_routes:
             if prefix.version != version:
+                continue
+            sc = core.shortcuts.by_prefix.get(prefix)
+            if sc is not None and sc.route:
                 continue
             if new is not None:
                 core.out.append(AddRoute(prefix, new.config.proto))

@@ -311,7 +311,11 @@ class Shortcuts:
                 del self.by_via[sc.via]
         core.timers.cancel(("sc", sc.prefix))
         if sc.route and not keep_route:
-            core.out.append(RemoveRoute(sc.prefix, sc.via))
+            st = core.nhc.active_for(sc.prefix.version)
+            if sc.prefix in core.config.nhs_routes and st is not None:
+                core.out.append(AddRoute(sc.prefix, st.config.proto))
+            else:
+                core.out.append(RemoveRoute(sc.prefix, sc.via))
         if vias is None or not vias:  # the binding now lives on its own holding time
             entry = core.cache.get(sc.via)
             if entry is not None and entry.type is MappingType.CACHED:
