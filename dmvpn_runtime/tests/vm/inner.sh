@@ -10,7 +10,7 @@ exec >"$out/inner.log" 2>&1
 echo "inner.sh: $(uname -r), $(nproc) CPUs"
 uname -r >"$out/uname"
 
-for module in ip_gre nf_tables nft_log nfnetlink_log; do
+for module in ip_gre nf_tables nft_log nfnetlink_log bridge veth; do
   modprobe "$module" || echo "inner.sh: modprobe $module failed"
 done
 

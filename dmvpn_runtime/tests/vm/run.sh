@@ -5,7 +5,8 @@
 #
 # This machine's kernel has no GRE and no ESP; the newest /boot/vmlinuz-* (Debian's
 # linux-image-amd64, installed by `scripts/bootstrap.sh kernel`) has both. virtme-ng
-# boots it with the machine's root file system read-only and one writable directory;
+# boots it with the machine's root file system read-only (plus a writable overlay on
+# /etc/netns for the lab's hosts files) and one writable directory;
 # inner.sh runs pytest there and leaves its exit status, junit XML and log in that
 # directory. The console is not parsed (QEMU garbles it with carriage returns): the
 # result comes from the files only, and this script exits with pytest's status.
@@ -38,6 +39,10 @@ fi
 [ -r "$kernel" ] || die "cannot read kernel image $kernel"
 
 # The VM shares /tmp read-only (as an overlay); results go to a --rwdir directory.
+# /etc/netns gets a writable overlay (the lab writes each node's hosts file there; the
+# host's copy is untouched); /run is a fresh tmpfs in the VM anyway. The mount points
+# the lab binds (/etc/dmvpn, /var/lib/dmvpn, ...) must exist on the machine: the root
+# file system is read-only in the VM.
 out=$(mktemp -d "${TMPDIR:-/tmp}/kdp-vm.XXXXXX")
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
@@ -52,11 +57,12 @@ trap cleanup EXIT
 # Pytest arguments travel through a file: the --exec command line stays simple.
 printf '%s\n' "$@" >"$out/pytest-args"
 timeout=${VNG_TIMEOUT:-1200}
-say "booting $kernel (QEMU without KVM, 2 CPUs, 1 GiB); results in $out"
+say "booting $kernel (QEMU without KVM, 2 CPUs, 2 GiB); results in $out"
 start=$(date +%s)
 set +e
 timeout --kill-after=30 "$timeout" \
-  vng --run "$kernel" --disable-kvm --memory 1G --cpus 2 --rwdir "$out" \
+  vng --run "$kernel" --disable-kvm --memory 2G --cpus 2 --rwdir "$out" \
+  --overlay-rwdir /etc/netns \
   --exec "sh $top/dmvpn_runtime/tests/vm/inner.sh $out $top $venv" \
   </dev/null >"$out/console.log" 2>&1
 vng_status=$?
