@@ -377,9 +377,6 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
 # --- encode --------------------------------------------------------------------------
 
 
-_PACKED: dict[Address, bytes] = {}  # ipaddress recomputes .packed on every access
-
-
 def _check_address(addr: Address | None, family: type, what: str) -> bytes:
     if addr is None:
         return b""
@@ -387,12 +384,8 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
         raise EncodeError(
             Reason.ADDRESS_LENGTH, 0, f"{what} {addr} is not {family.__name__} as the header says"
         )
-    packed = _PACKED.get(addr)
-    if packed is None:
-        if len(_PACKED) >= _ADDRESS_CACHE_MAX:
-            _PACKED.clear()
-        packed = _PACKED[addr] = addr.packed
-    return packed
+    # No cache: hashing an ipaddress object formats it as hex, dearer than .packed.
+    return addr.packed
 
 
 class _Encoder:
