@@ -39,7 +39,7 @@ def ping(topo: Topology, host: str, dst: str, *opts: str, count: int = 2) -> str
 
 def test_ping_ipv4_overlay_with_gre_key_on_the_wire(topo: Topology, start) -> None:
     if not (shutil.which("tcpdump") and shutil.which("tshark")):
-        pytest.skip("needs tcpdump and tshark")
+        pytest.fail("needs tcpdump and tshark: run scripts/bootstrap.sh (it installs them)")
     s1, s2 = start_many(
         start,
         {h: spec(h, mappings=mesh_mappings(h, ("s1", "s2"))) for h in ("s1", "s2")},
