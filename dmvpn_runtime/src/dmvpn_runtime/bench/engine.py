@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import resource
 import sys
@@ -30,6 +29,7 @@ import time
 from collections import deque
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from .. import gcpolicy
 from ..nhrp.engine import (
     Engine,
     EngineConfig,
@@ -148,9 +148,8 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
         wire.engines[nbma] = engine
         nodes.append((nbma, overlay, engine))
     setup_cpu = _cpu() - setup_start
-    # Long-lived state: keep the collector off it, as dmvpnd does after start-up.
-    gc.collect()
-    gc.freeze()
+    # The collector as dmvpnd runs it once started (see gcpolicy).
+    thresholds = gcpolicy.apply()
 
     # Phase 1: every spoke registers (request, reply) through encode/decode.
     wire.post(HUB_NBMA, hub.start(0.0))
@@ -180,7 +179,7 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
         return round(n / seconds) if seconds else None
 
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    gc.unfreeze()  # a caller in the same process (tests) gets its collector back
+    gcpolicy.restore(thresholds)  # a caller in the same process (tests) gets it back
     return {
         "spokes": spokes,
         "authentication": secret is not None,

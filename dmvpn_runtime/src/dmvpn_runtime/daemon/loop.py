@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from typing import Any
 
-from .. import dataplane
+from .. import dataplane, gcpolicy
 from ..dataplane import DataPlane, DataPlaneConfig, DataPlaneError
 from ..nhrp.engine import Engine
 from ..nhrp.engine.actions import (
@@ -76,6 +76,7 @@ class Daemon:
         self._wake_r, self._wake_w = socket.socketpair()
         self._signals: list[int] = []
         self._running = False
+        self._gc = gcpolicy.Housekeeping(time.monotonic())
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
@@ -88,6 +89,8 @@ class Daemon:
             self._register()
             self._running = True
             self.apply(self.engine.start(time.monotonic()))
+            gcpolicy.apply()  # what exists now lives as long as the process
+            self._gc = gcpolicy.Housekeeping(time.monotonic())
             log.info(
                 "dmvpnd %s up: role %s, data plane %s",
                 self.config.tunnel,
@@ -165,6 +168,8 @@ class Daemon:
             self.plane.set_multicast_targets(list(self.multicast))
         now = time.monotonic()
         self.plane.tick(now)
+        if self._gc.tick(now):
+            self._count("gc_cycles_collected")
         for key, deadline in list(self.deadlines.items()):
             if deadline <= now:
                 del self.deadlines[key]

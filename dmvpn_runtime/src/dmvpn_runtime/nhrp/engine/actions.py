@@ -13,6 +13,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from ..wire import Address, Packet
+from ..wire.model import slot_init
 
 Network = IPv4Network | IPv6Network
 
@@ -32,6 +33,7 @@ class MappingType(enum.StrEnum):
     NEGATIVE = "negative"  # "no binding": suppresses resolution for a while
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class SendPacket:
     """Send ``data`` (an encoded NHRP packet) in GRE to NBMA address ``nbma``."""
@@ -41,6 +43,7 @@ class SendPacket:
     packet: Packet | None = field(default=None, compare=False, repr=False)  # for logs/tests
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class AddMapping:
     """Overlay next hop ``proto`` is reached at ``nbma``; replaces any mapping of ``proto``."""
@@ -50,6 +53,7 @@ class AddMapping:
     type: MappingType
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RemoveMapping:
     proto: Address
@@ -57,6 +61,7 @@ class RemoveMapping:
     type: MappingType
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class AddRoute:
     """Install (or replace) a route for ``prefix`` via overlay next hop ``via``."""
@@ -65,12 +70,14 @@ class AddRoute:
     via: Address
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RemoveRoute:
     prefix: Network
     via: Address
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class IpsecUp:
     """Bring (or keep) an SA up with NBMA peer ``nbma``; idempotent for the driver."""
@@ -78,6 +85,7 @@ class IpsecUp:
     nbma: Address
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class IpsecDown:
     """No mapping uses ``nbma`` any more: the SA may go (seed, "Dynamic Mappings")."""
@@ -85,6 +93,7 @@ class IpsecDown:
     nbma: Address
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ArmTimer:
     """Call ``Engine.timer_fired(now, key)`` at ``deadline``; replaces an earlier one."""
@@ -93,11 +102,13 @@ class ArmTimer:
     deadline: float
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     key: str
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ResolveName:
     """Resolve DNS ``name``; answer with ``Engine.name_resolved``."""
@@ -125,6 +136,7 @@ class EventKind(enum.StrEnum):
     DROP = "drop"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A structured log event; ``fields`` hold strings, numbers and booleans only."""

@@ -8,7 +8,7 @@ extension offset are derived on encode and are therefore not fields.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
 
@@ -22,6 +22,46 @@ from .constants import (
 Address = IPv4Address | IPv6Address
 
 
+def _generate(cls: type, name: str, signature: list[str], lines: list[str]) -> Callable:
+    scope: dict[str, object] = {"new": object.__new__, "cls": cls, "MISSING": MISSING}
+    for f in fields(cls):
+        scope[f"set_{f.name}"] = getattr(cls, f.name).__set__
+        scope[f"default_{f.name}"] = f.default
+        scope[f"factory_{f.name}"] = f.default_factory
+    exec("\n".join([f"def {name}({', '.join(signature)}):", *lines]), scope)
+    function = scope[name]
+    function.__qualname__ = f"{cls.__qualname__}.{name}"  # type: ignore[attr-defined]
+    return function  # type: ignore[return-value]
+
+
+def slot_init(cls: type) -> type:
+    """Give a frozen slots dataclass an ``__init__`` that fills the slots through their
+    descriptors: the generated one goes through the frozen ``__setattr__`` guard for
+    every field, which makes building a packet or an action 2x dearer. Same signature,
+    defaults and factories; instances stay frozen. Apply above ``@dataclass``."""
+    signature, lines = ["self"], []
+    for f in fields(cls):
+        if f.default is not MISSING:
+            signature.append(f"{f.name}=default_{f.name}")
+        elif f.default_factory is not MISSING:
+            signature.append(f"{f.name}=MISSING")
+            lines.append(f"    if {f.name} is MISSING: {f.name} = factory_{f.name}()")
+        else:
+            signature.append(f.name)
+        lines.append(f"    set_{f.name}(self, {f.name})")
+    cls.__init__ = _generate(cls, "__init__", signature, lines or ["    pass"])  # type: ignore[misc]
+    return cls
+
+
+def _positional_constructor(cls: type) -> Callable[..., object]:
+    """A constructor for the decoder's hot path: every field positional, in declaration
+    order, no defaults, no ``__init__`` call."""
+    names = [f.name for f in fields(cls)]
+    lines = ["    obj = new(cls)", *(f"    set_{n}(obj, {n})" for n in names), "    return obj"]
+    return _generate(cls, "make", names, lines)
+
+
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Cie:
     """Client Information Entry (RFC 2332 §5.2.0.1)."""
@@ -40,12 +80,14 @@ class Cie:
 # Each extension knows its type number; ``compulsory`` is the C bit (RFC 2332 §5.3).
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class End:
     type: ClassVar[int] = ExtensionType.END
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ResponderAddress:
     """Type 3: empty in a request, one CIE describing the responder in a reply."""
@@ -55,6 +97,7 @@ class ResponderAddress:
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ForwardTransitNhs:
     """Type 4: one CIE per NHS the request crossed."""
@@ -64,6 +107,7 @@ class ForwardTransitNhs:
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ReverseTransitNhs:
     """Type 5: one CIE per NHS the reply crossed."""
@@ -73,6 +117,7 @@ class ReverseTransitNhs:
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class CleartextAuthentication:
     """Type 7, the form Cisco IOS, FRR and opennhrp send: u32 type 1 then the secret."""
@@ -82,6 +127,7 @@ class CleartextAuthentication:
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class KeyedHashAuthentication:
     """Type 7 per RFC 2332 §5.3.4: reserved(16) SPI(16) source address, auth data.
@@ -98,6 +144,7 @@ class KeyedHashAuthentication:
     compulsory: bool = True
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class VendorPrivate:
     """Type 8: IEEE OUI (24 bits) then vendor data."""
@@ -108,6 +155,7 @@ class VendorPrivate:
     compulsory: bool = False
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class NatAddress:
     """Type 9, Cisco NAT extension: a CIE list.
@@ -121,6 +169,7 @@ class NatAddress:
     compulsory: bool = False
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class DeviceCapabilities:
     """Type 9 in RFC 2735: an 8-octet value (told apart from the NAT extension by length)."""
@@ -131,6 +180,7 @@ class DeviceCapabilities:
     compulsory: bool = False
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """Any other extension, kept opaque so it survives decode -> encode unchanged."""
@@ -161,6 +211,7 @@ Extension = (
 # --- Packets -----------------------------------------------------------------------
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Packet:
     """One NHRP packet of any type.
@@ -209,21 +260,6 @@ def with_end(extensions: tuple[Extension, ...] | list[Extension]) -> tuple[Exten
     """The extension list terminated by End (compulsory bit set, as FRR sends it)."""
     exts = tuple(ext for ext in extensions if not isinstance(ext, End))
     return (*exts, End()) if exts else ()
-
-
-def _positional_constructor(cls: type) -> Callable[..., object]:
-    """A constructor for the decoder's hot path: every field positional, in declaration
-    order, no defaults. It fills the slots through their descriptors, which skips the
-    frozen ``__setattr__`` guard (about 2x faster) while the instance stays frozen."""
-    names = [f.name for f in fields(cls)]
-    scope: dict[str, object] = {"new": object.__new__, "cls": cls}
-    for name in names:
-        scope[f"set_{name}"] = getattr(cls, name).__set__
-    lines = [f"def make({', '.join(names)}):", "    obj = new(cls)"]
-    lines += [f"    set_{name}(obj, {name})" for name in names]
-    lines.append("    return obj")
-    exec("\n".join(lines), scope)
-    return scope["make"]  # type: ignore[return-value]
 
 
 # Used by the codec only; everyone else calls the classes (keywords, defaults, checks).
