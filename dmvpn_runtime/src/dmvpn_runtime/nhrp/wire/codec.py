@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address, IPv6Address
+from typing import TypeVar
 
 from ...checksum import internet_checksum
 from .constants import (
@@ -67,6 +68,7 @@ _CIE = struct.Struct("!BBHHHBBBB")
 _EXT = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_T = TypeVar("_T")
 
 _PACKET_TYPES = {int(t): t for t in PacketType}
 _AFNS = {int(a): a for a in Afn}
@@ -134,12 +136,23 @@ def _proto_length(length: int, proto: ProtocolType, offset: int, what: str) -> i
     return length
 
 
+# Bound of each memo below: a hub sees the same few extension parts and CIEs again and
+# again; clearing (rather than evicting one by one) keeps a miss cheap.
+_MEMO_MAX = 4096
+
+
 class _Decoder:
-    """State of one decode: the bytes and the packet-wide address families."""
+    """Decodes the parts of packets with one afn, protocol type and source protocol
+    length, and remembers the extension parts and CIEs it decoded: in practice many
+    packets carry byte-identical ones (request templates, the NAT extension naming the
+    hub, the hub's transit CIE), and the values are frozen, so sharing them is safe.
+    Errors are never remembered: they are raised again for the same bytes."""
 
     __slots__ = (
         "afn",
-        "data",
+        "cies_seen",
+        "encoder",
+        "extensions_seen",
         "nbma_family",
         "nbma_ok",
         "proto",
@@ -148,20 +161,23 @@ class _Decoder:
         "src_proto_len",
     )
 
-    def __init__(self, data: bytes, afn: Afn, proto: ProtocolType) -> None:
-        self.data = data
+    def __init__(self, afn: Afn, proto: ProtocolType, src_proto_len: int) -> None:
         self.afn = afn
         self.proto = proto
+        self.src_proto_len = src_proto_len  # keyed-hash authentication reads the source
         self.nbma_family = _AFN_FAMILY[afn]
         self.proto_family = _PROTO_FAMILY[proto]
         # The valid type/length octets and protocol lengths: anything else is an error,
         # which _nbma_length/_proto_length then name.
         self.nbma_ok = (0, AFN_ADDRESS_LEN[afn])
         self.proto_ok = (0, PROTOCOL_ADDRESS_LEN[proto])
-        self.src_proto_len = 0
+        self.cies_seen: dict[bytes, Cie] = {}
+        self.extensions_seen: dict[bytes, tuple[Extension, ...]] = {}
+        # Decoded values keep the octets they came from: encode(decode(b)) == b, so a
+        # CIE or extension echoed or forwarded is not encoded again.
+        self.encoder = _encoder(afn, proto, src_proto_len)
 
-    def cie(self, pos: int, end: int) -> tuple[Cie, int]:
-        data = self.data
+    def cie(self, data: bytes, pos: int, end: int) -> tuple[Cie, int]:
         if pos + CIE_FIXED_LEN > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE header runs past its part")
         code, prefix, reserved, mtu, hold, nbma_tl, sub_tl, proto_len, pref = _CIE.unpack_from(
@@ -178,41 +194,47 @@ class _Decoder:
         nxt = body + nbma_len + proto_len
         if nxt > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE addresses run past its part")
-        cie = new_cie(
-            code,
-            prefix,
-            mtu,
-            hold,
-            pref,
-            _address(data, body, nbma_len, self.nbma_family),
-            _address(data, body + nbma_len, proto_len, self.proto_family),
-            reserved,
-        )
+        raw = data[pos:nxt]
+        cie = self.cies_seen.get(raw)
+        if cie is None:
+            cie = new_cie(
+                code,
+                prefix,
+                mtu,
+                hold,
+                pref,
+                _address(data, body, nbma_len, self.nbma_family),
+                _address(data, body + nbma_len, proto_len, self.proto_family),
+                reserved,
+            )
+            _set_wire(cie, (self.encoder, raw))
+            _remember(self.cies_seen, raw, cie)
         return cie, nxt
 
-    def cie_list(self, pos: int, end: int) -> tuple[Cie, ...]:
+    def cie_list(self, data: bytes, pos: int, end: int) -> tuple[Cie, ...]:
         cies = []
         while pos < end:
-            cie, pos = self.cie(pos, end)
+            cie, pos = self.cie(data, pos, end)
             cies.append(cie)
         return tuple(cies)
 
-    def extension(self, ext_type: int, compulsory: bool, pos: int, end: int) -> Extension:
-        data = self.data
+    def extension(
+        self, data: bytes, ext_type: int, compulsory: bool, pos: int, end: int
+    ) -> Extension:
         length = end - pos
         if ext_type == _EXT_RESPONDER:
             if length == 0:
                 return new_responder(None, compulsory)
-            cie, nxt = self.cie(pos, end)
+            cie, nxt = self.cie(data, pos, end)
             if nxt != end:
                 raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
             return new_responder(cie, compulsory)
         if ext_type == _EXT_FORWARD:
-            return new_forward(self.cie_list(pos, end), compulsory)
+            return new_forward(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_REVERSE:
-            return new_reverse(self.cie_list(pos, end), compulsory)
+            return new_reverse(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_AUTH:
-            return self.authentication(compulsory, pos, end)
+            return self.authentication(data, compulsory, pos, end)
         if ext_type == _EXT_VENDOR:
             if length < 3:
                 raise DecodeError(Reason.INVALID_EXTENSION, pos, "vendor-private shorter than OUI")
@@ -224,11 +246,10 @@ class _Decoder:
             if length == DEVICE_CAPABILITIES_LEN:
                 source, target = struct.unpack_from("!II", data, pos)
                 return DeviceCapabilities(source, target, compulsory)
-            return new_nat(self.cie_list(pos, end), compulsory)
+            return new_nat(self.cie_list(data, pos, end), compulsory)
         return UnknownExtension(ext_type, data[pos:end], compulsory)
 
-    def authentication(self, compulsory: bool, pos: int, end: int) -> Extension:
-        data = self.data
+    def authentication(self, data: bytes, compulsory: bool, pos: int, end: int) -> Extension:
         if end - pos < 4:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
         if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
@@ -240,8 +261,15 @@ class _Decoder:
         source = _address(data, pos + 4, self.src_proto_len, self.proto_family)
         return KeyedHashAuthentication(spi, source, data[addr_end:end], reserved, compulsory)
 
-    def extensions(self, pos: int, end: int) -> tuple[Extension, ...]:
-        data = self.data
+    def extensions(self, data: bytes, pos: int, end: int) -> tuple[Extension, ...]:
+        """The extension part data[pos:end]; its decoding reads nothing outside it."""
+        raw = data[pos:end]
+        exts = self.extensions_seen.get(raw)
+        if exts is None:
+            exts = _remember(self.extensions_seen, raw, self.decode_extensions(data, pos, end))
+        return exts
+
+    def decode_extensions(self, data: bytes, pos: int, end: int) -> tuple[Extension, ...]:
         exts: list[Extension] = []
         while True:
             if pos + EXT_HEADER_LEN > end:
@@ -264,10 +292,38 @@ class _Decoder:
                     raise DecodeError(Reason.INVALID_EXTENSION, pos, "End extension has a value")
                 if value_end != end:
                     raise DecodeError(Reason.DATA_AFTER_END, value_end, "octets after End")
-                exts.append(new_end(compulsory))
+                ext = new_end(compulsory)
+            else:
+                ext = self.extension(data, ext_type, compulsory, value, value_end)
+            _set_wire(ext, (self.encoder, data[pos:value_end]))
+            exts.append(ext)
+            if ext_type == _EXT_END:
                 return tuple(exts)
-            exts.append(self.extension(ext_type, compulsory, value, value_end))
             pos = value_end
+
+
+def _remember(memo: dict, key: object, value: _T) -> _T:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+# One per (afn, protocol type, source protocol length) met: at most 2 * 2 * 2.
+_DECODERS: dict[tuple[int, int, int], _Decoder] = {}
+
+
+def clear_memos() -> None:
+    """Forget what the decoders remember (benchmarks that price a cold codec)."""
+    _DECODERS.clear()
+
+
+def _decoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Decoder:
+    key = (afn, proto, src_proto_len)
+    dec = _DECODERS.get(key)
+    if dec is None:
+        dec = _DECODERS[key] = _Decoder(afn, proto, src_proto_len)
+    return dec
 
 
 def _checksum_ok(data: bytes) -> bool:
@@ -319,16 +375,15 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         raise DecodeError(Reason.BAD_EXTENSION_OFFSET, 14, f"extension offset {extoff}")
     body_end = extoff or pktsz
 
-    dec = _Decoder(data, afn, proto)
     pos = FIXED_HEADER_LEN
-    if ptype in (_ERROR_INDICATION, _TRAFFIC_INDICATION):
+    if type_v in (_ERROR_INDICATION, _TRAFFIC_INDICATION):
         src_len, dst_len, reserved, code, offset_or_unused = _MANDATORY_7_8.unpack_from(data, pos)
         flags = request_id = 0
     else:
         src_len, dst_len, flags, request_id = _MANDATORY.unpack_from(data, pos)
     _proto_length(src_len, proto, pos, "source protocol address")
     _proto_length(dst_len, proto, pos + 1, "destination protocol address")
-    dec.src_proto_len = src_len
+    dec = _decoder(afn, proto, src_len)
     pos += MANDATORY_FIXED_LEN
     addr_end = pos + nbma_len + src_len + dst_len
     if addr_end > body_end:
@@ -343,17 +398,17 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
     cies: tuple[Cie, ...] = ()
     payload = b""
     error_code = error_offset = traffic_code = 0
-    if ptype == _ERROR_INDICATION:
+    if type_v == _ERROR_INDICATION:
         error_code, error_offset = code, offset_or_unused
         payload = data[pos:body_end]
-    elif ptype == _TRAFFIC_INDICATION:
+    elif type_v == _TRAFFIC_INDICATION:
         traffic_code = code
         reserved = (reserved << 16) | offset_or_unused
         payload = data[pos:body_end]
     else:
         reserved = 0
-        cies = dec.cie_list(pos, body_end)
-    extensions = dec.extensions(extoff, pktsz) if extoff else ()
+        cies = dec.cie_list(data, pos, body_end)
+    extensions = dec.extensions(data, extoff, pktsz) if extoff else ()
     return new_packet(
         ptype,
         afn,
@@ -388,17 +443,51 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
     return addr.packed
 
 
+def _set_wire(value: object, wire: tuple) -> None:
+    """Values are frozen; the codec alone fills their ``_wire`` slot (model._wire_field)."""
+    object.__setattr__(value, "_wire", wire)
+
+
+# The field of each extension class whose contents a caller could change later: the
+# fields are frozen, but one may hold a list where the model says tuple, or a bytearray.
+_CONTENTS = {
+    ForwardTransitNhs: "cies",
+    ReverseTransitNhs: "cies",
+    NatAddress: "cies",
+    CleartextAuthentication: "secret",
+    KeyedHashAuthentication: "data",
+    VendorPrivate: "data",
+    UnknownExtension: "value",
+}
+
+
+def _immutable(ext: Extension) -> bool:
+    """Whether an extension's octets can never change, so that they may be kept."""
+    name = _CONTENTS.get(type(ext))
+    return name is None or isinstance(getattr(ext, name), (tuple, bytes))
+
+
 class _Encoder:
+    """Encodes the parts of packets with one afn, protocol type and source protocol
+    length. Each CIE and extension keeps the octets it encodes to (``_wire``, with the
+    encoder they are valid for: the same value in a packet of another family is checked
+    and encoded again); the decoder fills them in from the packet it read."""
+
     __slots__ = ("afn", "nbma_family", "proto", "proto_family", "src_proto_len")
 
-    def __init__(self, afn: Afn, proto: ProtocolType) -> None:
+    def __init__(self, afn: Afn, proto: ProtocolType, src_proto_len: int) -> None:
         self.afn = afn
         self.proto = proto
         self.nbma_family = _AFN_FAMILY[afn]
         self.proto_family = _PROTO_FAMILY[proto]
-        self.src_proto_len = 0
+        self.src_proto_len = src_proto_len
 
     def cie(self, out: bytearray, cie: Cie) -> None:
+        wire = cie._wire
+        if wire is not None and wire[0] is self:
+            out += wire[1]
+            return
+        start = len(out)
         nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
         proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
         out += _CIE.pack(
@@ -414,13 +503,15 @@ class _Encoder:
         )
         out += nbma
         out += proto
+        _set_wire(cie, (self, bytes(out[start:])))
 
-    def extension_value(self, ext: Extension) -> bytes:
+    def extension(self, ext: Extension, offset: int) -> bytes:
+        """The extension with its header, which starts at ``offset`` in the packet."""
         cls = type(ext)
-        out = bytearray()
+        out = bytearray(EXT_HEADER_LEN)  # the header goes in last, with the value's length
         if cls is End:
-            return b""
-        if cls is ResponderAddress:
+            pass
+        elif cls is ResponderAddress:
             if ext.cie is not None:
                 self.cie(out, ext.cie)
         elif cls in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
@@ -451,22 +542,33 @@ class _Encoder:
             out += bytes(ext.value)
         else:
             raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}")
+        ext_type = ext.type
+        if not 0 <= ext_type <= EXT_TYPE_MASK:
+            raise EncodeError(Reason.INVALID_FIELD, offset, f"extension type {ext_type}")
+        flags = EXT_COMPULSORY if ext.compulsory else 0
+        _EXT.pack_into(out, 0, ext_type | flags, len(out) - EXT_HEADER_LEN)
         return bytes(out)
 
-    def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
+    def extensions(self, exts: tuple[Extension, ...], offset: int) -> bytes:
+        """The extension part, which starts at ``offset`` in the packet."""
+        out = bytearray()
         last = len(exts) - 1
         for i, ext in enumerate(exts):
-            is_end = isinstance(ext, End)
-            if is_end != (i == last):
+            if isinstance(ext, End) != (i == last):
                 raise EncodeError(
-                    Reason.MISSING_END, len(out), "extensions must end with exactly one End"
+                    Reason.MISSING_END,
+                    offset + len(out),
+                    "extensions must end with exactly one End",
                 )
-            value = self.extension_value(ext)
-            ext_type = ext.type
-            if not 0 <= ext_type <= EXT_TYPE_MASK:
-                raise EncodeError(Reason.INVALID_FIELD, len(out), f"extension type {ext_type}")
-            out += _EXT.pack(ext_type | (EXT_COMPULSORY if ext.compulsory else 0), len(value))
-            out += value
+            wire = getattr(ext, "_wire", None)
+            if wire is not None and wire[0] is self:
+                out += wire[1]
+                continue
+            tlv = self.extension(ext, offset + len(out))
+            out += tlv
+            if _immutable(ext):
+                _set_wire(ext, (self, tlv))
+        return bytes(out)
 
 
 _KNOWN_EXT_TYPES = frozenset(
@@ -480,6 +582,17 @@ _KNOWN_EXT_TYPES = frozenset(
         ExtensionType.NAT_ADDRESS,
     }
 )
+
+# One per (afn, protocol type, source protocol length) met: at most 2 * 2 * 2.
+_ENCODERS: dict[tuple[int, int, int], _Encoder] = {}
+
+
+def _encoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Encoder:
+    key = (afn, proto, src_proto_len)
+    enc = _ENCODERS.get(key)
+    if enc is None:
+        enc = _ENCODERS[key] = _Encoder(afn, proto, src_proto_len)
+    return enc
 
 
 # Model fields a packet type has no octets for: encode refuses them rather than drop them
@@ -519,11 +632,11 @@ def _encode(packet: Packet) -> bytes:
             raise EncodeError(
                 Reason.INVALID_FIELD, 0, f"{name} is not carried by {ptype.json_name}"
             )
-    enc = _Encoder(afn, proto)
-    src_nbma = _check_address(packet.src_nbma, enc.nbma_family, "source NBMA")
-    src_proto = _check_address(packet.src_proto, enc.proto_family, "source protocol")
-    dst_proto = _check_address(packet.dst_proto, enc.proto_family, "destination protocol")
-    enc.src_proto_len = len(src_proto)
+    proto_family = _PROTO_FAMILY[proto]
+    src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
+    src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
+    dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
+    enc = _encoder(afn, proto, len(src_proto))
 
     out = bytearray(FIXED_HEADER_LEN)
     if ptype == PacketType.ERROR_INDICATION:
@@ -551,7 +664,7 @@ def _encode(packet: Packet) -> bytes:
     extoff = 0
     if packet.extensions:
         extoff = len(out)
-        enc.extensions(out, packet.extensions)
+        out += enc.extensions(packet.extensions, extoff)
     if len(out) > MAX_PACKET_LEN:
         raise EncodeError(Reason.BAD_LENGTH, 10, f"packet of {len(out)} octets")
     _HEADER.pack_into(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .constants import (
     Afn,
@@ -20,6 +20,14 @@ from .constants import (
 )
 
 Address = IPv4Address | IPv6Address
+
+
+def _wire_field() -> Any:
+    """The octets the codec found or made for this value, with the codec context they are
+    valid in: a hub echoes and forwards decoded CIEs and extensions, and a node reuses its
+    request templates, so most are encoded once. Not part of the value (equality, hash,
+    repr), and not copied by ``dataclasses.replace``."""
+    return field(default=None, init=False, repr=False, compare=False)
 
 
 def _generate(cls: type, name: str, signature: list[str], lines: list[str]) -> Callable:
@@ -41,6 +49,9 @@ def slot_init(cls: type) -> type:
     defaults and factories; instances stay frozen. Apply above ``@dataclass``."""
     signature, lines = ["self"], []
     for f in fields(cls):
+        if not f.init:
+            lines.append(f"    set_{f.name}(self, default_{f.name})")
+            continue
         if f.default is not MISSING:
             signature.append(f"{f.name}=default_{f.name}")
         elif f.default_factory is not MISSING:
@@ -56,8 +67,12 @@ def slot_init(cls: type) -> type:
 def _positional_constructor(cls: type) -> Callable[..., object]:
     """A constructor for the decoder's hot path: every field positional, in declaration
     order, no defaults, no ``__init__`` call."""
-    names = [f.name for f in fields(cls)]
-    lines = ["    obj = new(cls)", *(f"    set_{n}(obj, {n})" for n in names), "    return obj"]
+    names = [f.name for f in fields(cls) if f.init]
+    lines = ["    obj = new(cls)"]
+    lines += [
+        f"    set_{f.name}(obj, {f.name if f.init else f'default_{f.name}'})" for f in fields(cls)
+    ]
+    lines.append("    return obj")
     return _generate(cls, "make", names, lines)
 
 
@@ -74,6 +89,7 @@ class Cie:
     client_nbma: Address | None = None
     client_proto: Address | None = None
     reserved: int = 0  # the 16 unused bits after the prefix length
+    _wire: tuple | None = _wire_field()
 
 
 # --- Extensions ------------------------------------------------------------------
@@ -85,6 +101,7 @@ class Cie:
 class End:
     type: ClassVar[int] = ExtensionType.END
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -95,6 +112,7 @@ class ResponderAddress:
     type: ClassVar[int] = ExtensionType.RESPONDER_ADDRESS
     cie: Cie | None = None
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -105,6 +123,7 @@ class ForwardTransitNhs:
     type: ClassVar[int] = ExtensionType.FORWARD_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -115,6 +134,7 @@ class ReverseTransitNhs:
     type: ClassVar[int] = ExtensionType.REVERSE_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -125,6 +145,7 @@ class CleartextAuthentication:
     type: ClassVar[int] = ExtensionType.AUTHENTICATION
     secret: bytes = b""
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -142,6 +163,7 @@ class KeyedHashAuthentication:
     data: bytes = b""
     reserved: int = 0
     compulsory: bool = True
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -153,6 +175,7 @@ class VendorPrivate:
     vendor_id: int = 0
     data: bytes = b""
     compulsory: bool = False
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -167,6 +190,7 @@ class NatAddress:
     type: ClassVar[int] = ExtensionType.NAT_ADDRESS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = False
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -178,6 +202,7 @@ class DeviceCapabilities:
     source: int = 0
     target: int = 0
     compulsory: bool = False
+    _wire: tuple | None = _wire_field()
 
 
 @slot_init
@@ -188,6 +213,7 @@ class UnknownExtension:
     ext_type: int = 0
     value: bytes = b""
     compulsory: bool = False
+    _wire: tuple | None = _wire_field()
 
     @property
     def type(self) -> int:  # same attribute as the known extensions
