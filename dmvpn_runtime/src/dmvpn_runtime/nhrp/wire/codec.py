@@ -7,6 +7,7 @@ or :class:`EncodeError` naming the reason and the offset; nothing else escapes.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
@@ -207,7 +208,7 @@ class _Decoder:
                 _address(data, body + nbma_len, proto_len, self.proto_family),
                 reserved,
             )
-            _set_wire(cie, (self.encoder, raw))
+            _set_wire(cie, raw, self.encoder.token)
             _remember(self.cies_seen, raw, cie)
         return cie, nxt
 
@@ -295,7 +296,7 @@ class _Decoder:
                 ext = new_end(compulsory)
             else:
                 ext = self.extension(data, ext_type, compulsory, value, value_end)
-            _set_wire(ext, (self.encoder, data[pos:value_end]))
+            _set_wire(ext, data[pos:value_end], self.encoder.token)
             exts.append(ext)
             if ext_type == _EXT_END:
                 return tuple(exts)
@@ -443,9 +444,10 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
     return addr.packed
 
 
-def _set_wire(value: object, wire: tuple) -> None:
-    """Values are frozen; the codec alone fills their ``_wire`` slot (model._wire_field)."""
+def _set_wire(value: object, wire: bytes, ctx: int) -> None:
+    """Values are frozen; the codec alone fills their ``_wire`` slots (model._wire_field)."""
     object.__setattr__(value, "_wire", wire)
+    object.__setattr__(value, "_wire_ctx", ctx)
 
 
 # The field of each extension class whose contents a caller could change later: the
@@ -467,15 +469,19 @@ def _immutable(ext: Extension) -> bool:
     return name is None or isinstance(getattr(ext, name), (tuple, bytes))
 
 
+_ENCODER_TOKENS = itertools.count()
+
+
 class _Encoder:
     """Encodes the parts of packets with one afn, protocol type and source protocol
     length. Each CIE and extension keeps the octets it encodes to (``_wire``, with the
     encoder they are valid for: the same value in a packet of another family is checked
     and encoded again); the decoder fills them in from the packet it read."""
 
-    __slots__ = ("afn", "nbma_family", "proto", "proto_family", "src_proto_len")
+    __slots__ = ("afn", "nbma_family", "proto", "proto_family", "src_proto_len", "token")
 
     def __init__(self, afn: Afn, proto: ProtocolType, src_proto_len: int) -> None:
+        self.token = next(_ENCODER_TOKENS)  # never reused, even after clear_memos()
         self.afn = afn
         self.proto = proto
         self.nbma_family = _AFN_FAMILY[afn]
@@ -483,9 +489,8 @@ class _Encoder:
         self.src_proto_len = src_proto_len
 
     def cie(self, out: bytearray, cie: Cie) -> None:
-        wire = cie._wire
-        if wire is not None and wire[0] is self:
-            out += wire[1]
+        if cie._wire_ctx == self.token:
+            out += cie._wire
             return
         start = len(out)
         nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
@@ -503,7 +508,7 @@ class _Encoder:
         )
         out += nbma
         out += proto
-        _set_wire(cie, (self, bytes(out[start:])))
+        _set_wire(cie, bytes(out[start:]), self.token)
 
     def extension(self, ext: Extension, offset: int) -> bytes:
         """The extension with its header, which starts at ``offset`` in the packet."""
@@ -560,14 +565,13 @@ class _Encoder:
                     offset + len(out),
                     "extensions must end with exactly one End",
                 )
-            wire = getattr(ext, "_wire", None)
-            if wire is not None and wire[0] is self:
-                out += wire[1]
+            if getattr(ext, "_wire_ctx", -1) == self.token:
+                out += ext._wire
                 continue
             tlv = self.extension(ext, offset + len(out))
             out += tlv
             if _immutable(ext):
-                _set_wire(ext, (self, tlv))
+                _set_wire(ext, tlv, self.token)
         return bytes(out)
 
 

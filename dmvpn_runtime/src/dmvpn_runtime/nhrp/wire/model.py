@@ -22,12 +22,13 @@ from .constants import (
 Address = IPv4Address | IPv6Address
 
 
-def _wire_field() -> Any:
-    """The octets the codec found or made for this value, with the codec context they are
-    valid in: a hub echoes and forwards decoded CIEs and extensions, and a node reuses its
+def _wire_field(default: object) -> Any:
+    """The octets the codec found or made for this value (``_wire``) and the codec
+    context they are valid in (``_wire_ctx``, an int: no reference for the collector to
+    follow): a hub echoes and forwards decoded CIEs and extensions, and a node reuses its
     request templates, so most are encoded once. Not part of the value (equality, hash,
     repr), and not copied by ``dataclasses.replace``."""
-    return field(default=None, init=False, repr=False, compare=False)
+    return field(default=default, init=False, repr=False, compare=False)
 
 
 def _generate(cls: type, name: str, signature: list[str], lines: list[str]) -> Callable:
@@ -89,7 +90,8 @@ class Cie:
     client_nbma: Address | None = None
     client_proto: Address | None = None
     reserved: int = 0  # the 16 unused bits after the prefix length
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 # --- Extensions ------------------------------------------------------------------
@@ -101,7 +103,8 @@ class Cie:
 class End:
     type: ClassVar[int] = ExtensionType.END
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -112,7 +115,8 @@ class ResponderAddress:
     type: ClassVar[int] = ExtensionType.RESPONDER_ADDRESS
     cie: Cie | None = None
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -123,7 +127,8 @@ class ForwardTransitNhs:
     type: ClassVar[int] = ExtensionType.FORWARD_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -134,7 +139,8 @@ class ReverseTransitNhs:
     type: ClassVar[int] = ExtensionType.REVERSE_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -145,7 +151,8 @@ class CleartextAuthentication:
     type: ClassVar[int] = ExtensionType.AUTHENTICATION
     secret: bytes = b""
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -163,7 +170,8 @@ class KeyedHashAuthentication:
     data: bytes = b""
     reserved: int = 0
     compulsory: bool = True
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -175,7 +183,8 @@ class VendorPrivate:
     vendor_id: int = 0
     data: bytes = b""
     compulsory: bool = False
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -190,7 +199,8 @@ class NatAddress:
     type: ClassVar[int] = ExtensionType.NAT_ADDRESS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = False
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -202,7 +212,8 @@ class DeviceCapabilities:
     source: int = 0
     target: int = 0
     compulsory: bool = False
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
 
 @slot_init
@@ -213,7 +224,8 @@ class UnknownExtension:
     ext_type: int = 0
     value: bytes = b""
     compulsory: bool = False
-    _wire: tuple | None = _wire_field()
+    _wire: bytes | None = _wire_field(None)
+    _wire_ctx: int = _wire_field(-1)
 
     @property
     def type(self) -> int:  # same attribute as the known extensions
