@@ -19,6 +19,7 @@ from ..wire import (
     End,
     Extension,
     ForwardTransitNhs,
+    NatAddress,
     Packet,
     PacketType,
     ProtocolType,
@@ -56,6 +57,9 @@ Network = IPv4Network | IPv6Network
 
 PROTOCOL_OF_VERSION = {4: ProtocolType.IPV4, 6: ProtocolType.IPV6}
 _END = End()  # immutable: one for every packet
+# The empty parts of every request: shared, so the codec encodes them once per process.
+EMPTY_REQUEST_EXTENSIONS = (ResponderAddress(), ForwardTransitNhs(), ReverseTransitNhs())
+EMPTY_NAT = NatAddress()
 
 
 def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Packet:

@@ -29,12 +29,9 @@ from ..wire import (
     Address,
     Cie,
     CieCode,
-    ForwardTransitNhs,
     NatAddress,
     Packet,
     PacketType,
-    ResponderAddress,
-    ReverseTransitNhs,
 )
 from ..wire.constants import FLAG_NAT_CAPABLE, REG_FLAG_UNIQUE, UNIQUE_PREFIX_LENGTH
 from . import nat
@@ -49,7 +46,7 @@ from .actions import (
 )
 from .cache import CacheEntry
 from .config import NhsConfig
-from .core import PROTOCOL_OF_VERSION, Core
+from .core import EMPTY_REQUEST_EXTENSIONS, PROTOCOL_OF_VERSION, Core
 from .stats import Drop
 from .timers import (
     DNS_RETRY,
@@ -289,11 +286,7 @@ class Registrar:
                 if p.version == own.version
             )
         flags = (REG_FLAG_UNIQUE if config.unique else 0) | (FLAG_NAT_CAPABLE if config.nat else 0)
-        exts: list[Extension | None] = [
-            ResponderAddress(),
-            ForwardTransitNhs(),
-            ReverseTransitNhs(),
-        ]
+        exts: list[Extension | None] = list(EMPTY_REQUEST_EXTENSIONS)
         if config.nat:
             exts.append(NatAddress((nat.cie(st.nbma, st.config.proto),)))
         return flags, tuple(cies), core.extensions(*exts)

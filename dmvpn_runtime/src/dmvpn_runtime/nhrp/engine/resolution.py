@@ -48,7 +48,7 @@ from . import auth, error_indication, nat
 from .actions import EventKind, MappingType
 from .cache import CacheEntry, contains, host, network
 from .config import ResolutionMode
-from .core import PROTOCOL_OF_VERSION, Core, relayed
+from .core import EMPTY_NAT, EMPTY_REQUEST_EXTENSIONS, PROTOCOL_OF_VERSION, Core, relayed
 from .stats import Drop
 from .timers import (
     DEFAULT_HOP_COUNT,
@@ -136,7 +136,7 @@ class Resolver:
         config = core.config
         natx = None
         if config.nat:
-            natx = NatAddress((nat.cie(core.post_nat, own),) if core.post_nat else ())
+            natx = NatAddress((nat.cie(core.post_nat, own),)) if core.post_nat else EMPTY_NAT
         flags = (
             RES_FLAG_ROUTER
             | RES_FLAG_AUTHORITATIVE
@@ -144,7 +144,7 @@ class Resolver:
             | (FLAG_NAT_CAPABLE if config.nat else 0)
         )
         cies = (Cie(prefix_length=own.max_prefixlen, mtu=config.mtu, holding_time=config.holdtime),)
-        exts = core.extensions(ResponderAddress(), ForwardTransitNhs(), ReverseTransitNhs(), natx)
+        exts = core.extensions(*EMPTY_REQUEST_EXTENSIONS, natx)
         self._templates[pt] = (key, (flags, cies, exts))
         return flags, cies, exts
 
