@@ -78,3 +78,18 @@ def test_cache_counts_entries_per_source_including_prefixes() -> None:
     cache.pop(entry.proto)
     assert cache.from_source(src) == 0
     assert cache.covering(ip_address("10.1.1.9")) is None
+
+
+def test_host_prefixes_are_shared_and_stay_bounded(monkeypatch):
+    from dmvpn_runtime.nhrp.engine import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_HOSTS", {4: {}, 6: {}})
+    monkeypatch.setattr(cache_module, "_HOSTS_MAX", 8)
+    addr = ip_address("10.0.0.1")
+    assert cache_module.host(addr) is cache_module.network(addr, 32)
+    assert cache_module.host(addr) == ip_network("10.0.0.1/32")
+    v4_as_int_in_v6 = ip_address(f"::{addr}")  # same integer, other family
+    assert cache_module.host(v4_as_int_in_v6) == ip_network(f"::{addr}/128")
+    for i in range(20):
+        assert cache_module.host(ip_address(f"10.0.1.{i}")) == ip_network(f"10.0.1.{i}/32")
+    assert len(cache_module._HOSTS[4]) <= 8

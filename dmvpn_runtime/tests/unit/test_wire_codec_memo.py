@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import pickle
 import struct
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -318,3 +319,16 @@ def _random_packets(seed: int, count: int) -> list[Packet]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.random_packets(seed, count)
+
+
+def test_decoded_addresses_behave_as_plain_ipaddress_objects():
+    packet = decode(encode(request(7)))
+    for decoded, plain in ((packet.src_nbma, SPOKE_NBMA), (packet.src_proto, SPOKE_PROTO)):
+        assert decoded == plain and hash(decoded) == hash(plain)
+        assert {plain: "found"}[decoded] == "found" and {decoded: 1}.get(plain) == 1
+        assert repr(decoded) == repr(plain) and str(decoded) == str(plain)
+        assert type(pickle.loads(pickle.dumps(decoded))) is IPv4Address
+    v6 = IPv6Address("2001:db8::1")
+    six = decode(encode(Packet(PacketType.PURGE_REQUEST, Afn.IPV6, src_nbma=v6)))
+    assert six.src_nbma == v6 and hash(six.src_nbma) == hash(v6)
+    assert repr(six.src_nbma) == repr(v6)
