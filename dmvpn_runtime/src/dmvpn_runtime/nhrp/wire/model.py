@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .constants import (
     Afn,
@@ -20,15 +20,6 @@ from .constants import (
 )
 
 Address = IPv4Address | IPv6Address
-
-
-def _wire_field(default: object) -> Any:
-    """The octets the codec found or made for this value (``_wire``) and the codec
-    context they are valid in (``_wire_ctx``, an int: no reference for the collector to
-    follow): a hub echoes and forwards decoded CIEs and extensions, and a node reuses its
-    request templates, so most are encoded once. Not part of the value (equality, hash,
-    repr), and not copied by ``dataclasses.replace``."""
-    return field(default=default, init=False, repr=False, compare=False)
 
 
 def _generate(cls: type, name: str, signature: list[str], lines: list[str]) -> Callable:
@@ -77,6 +68,13 @@ def _positional_constructor(cls: type) -> Callable[..., object]:
     return _generate(cls, "make", names, lines)
 
 
+# ``_wire`` and ``_wire_ctx`` (on Cie and every extension): the octets the codec found or
+# made for the value and the codec context they are valid in (an int: nothing for the
+# collector to follow). A hub echoes and forwards decoded CIEs and extensions and a node
+# reuses its request templates, so most are encoded once. Not part of the value
+# (equality, hash, repr), and not copied by ``dataclasses.replace``.
+
+
 @slot_init
 @dataclass(frozen=True, slots=True)
 class Cie:
@@ -90,8 +88,8 @@ class Cie:
     client_nbma: Address | None = None
     client_proto: Address | None = None
     reserved: int = 0  # the 16 unused bits after the prefix length
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 # --- Extensions ------------------------------------------------------------------
@@ -103,8 +101,8 @@ class Cie:
 class End:
     type: ClassVar[int] = ExtensionType.END
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -115,8 +113,8 @@ class ResponderAddress:
     type: ClassVar[int] = ExtensionType.RESPONDER_ADDRESS
     cie: Cie | None = None
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -127,8 +125,8 @@ class ForwardTransitNhs:
     type: ClassVar[int] = ExtensionType.FORWARD_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -139,8 +137,8 @@ class ReverseTransitNhs:
     type: ClassVar[int] = ExtensionType.REVERSE_TRANSIT_NHS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -151,8 +149,8 @@ class CleartextAuthentication:
     type: ClassVar[int] = ExtensionType.AUTHENTICATION
     secret: bytes = b""
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -170,8 +168,8 @@ class KeyedHashAuthentication:
     data: bytes = b""
     reserved: int = 0
     compulsory: bool = True
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -183,8 +181,8 @@ class VendorPrivate:
     vendor_id: int = 0
     data: bytes = b""
     compulsory: bool = False
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -199,8 +197,8 @@ class NatAddress:
     type: ClassVar[int] = ExtensionType.NAT_ADDRESS
     cies: tuple[Cie, ...] = ()
     compulsory: bool = False
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -212,8 +210,8 @@ class DeviceCapabilities:
     source: int = 0
     target: int = 0
     compulsory: bool = False
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
 
 @slot_init
@@ -224,8 +222,8 @@ class UnknownExtension:
     ext_type: int = 0
     value: bytes = b""
     compulsory: bool = False
-    _wire: bytes | None = _wire_field(None)
-    _wire_ctx: int = _wire_field(-1)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _wire_ctx: int = field(default=-1, init=False, repr=False, compare=False)
 
     @property
     def type(self) -> int:  # same attribute as the known extensions
