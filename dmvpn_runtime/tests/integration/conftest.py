@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from dmvpn_runtime.lab import Lab, LabError, list_labs, teardown
+from dmvpn_runtime.lab.system import pid_alive
 
 TEST_LAB_RE = re.compile(r"^t(\d{1,7})n(\d{1,3})$")
 _counter = itertools.count(1)
@@ -44,23 +45,13 @@ def _skip_reason() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture(scope="session", autouse=True)
 def remove_leftover_test_labs() -> Iterator[None]:
     """Remove test labs left by pytest processes that no longer run."""
     if _skip_reason() is None:
         for name in list_labs():
             m = TEST_LAB_RE.match(name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
                 teardown(name)
     yield
 

@@ -24,8 +24,8 @@ from enginekit import (
     started,
 )
 
+from dmvpn_runtime.ippacket import inner_addresses
 from dmvpn_runtime.nhrp.engine import Policy, PolicyRule
-from dmvpn_runtime.nhrp.engine.redirect import inner_addresses
 from dmvpn_runtime.nhrp.wire import Packet, PacketType
 
 SRC, DST = ip_address("10.1.0.5"), ip_address("10.2.0.7")

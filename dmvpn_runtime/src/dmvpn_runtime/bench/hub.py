@@ -49,6 +49,8 @@ import time
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from ..lab.system import pid_alive
+
 TARGET_S = 5.0
 KEY = 42
 HUB_NBMA = IPv4Address("198.51.100.1")
@@ -361,23 +363,13 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_namespaces() -> list[str]:
     """Namespaces of earlier runs whose process is gone (a crash, a SIGKILL)."""
     removed = []
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = NS_RE.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             _ip("netns", "del", name, check=False)
             removed.append(name)
     return removed

@@ -17,10 +17,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 from typing import NamedTuple
 
 from ..capture import CaptureError, NotNhrp, gre_ipv4, is_capture, read_frames, write_pcap
+from ..ippacket import ip_header
 from ..nhrp.wire import CodecError, ErrorCode, Packet, PacketType, decode, encode
 from ..nhrp.wire.jsonform import (
     JsonFormError,
@@ -302,14 +302,10 @@ def _encode_run(args: argparse.Namespace) -> int:
 
 def _inner_ip(payload: bytes) -> str:
     """A few words about the start of the data packet a Traffic Indication carries."""
-    if len(payload) >= 20 and payload[0] >> 4 == 4:
-        src, dst = IPv4Address(payload[12:16]), IPv4Address(payload[16:20])
-        proto = payload[9]
-    elif len(payload) >= 40 and payload[0] >> 4 == 6:
-        src, dst = IPv6Address(payload[8:24]), IPv6Address(payload[24:40])
-        proto = payload[6]
-    else:
+    header = ip_header(payload)
+    if header is None:
         return f"{len(payload)} octets"
+    src, dst, proto = header
     name = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 58: "ICMPv6"}.get(proto, "")
     return f"{src} > {dst} protocol {proto}{f' ({name})' if name else ''}, {len(payload)} octets"
 

@@ -65,6 +65,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, ClassVar
 
 from ..checksum import internet_checksum
+from ..ippacket import inner_addresses
 from .base import (
     Address,
     DataPlane,
@@ -384,15 +385,6 @@ def parse_nflog(buf: bytes) -> Iterator[NflogPacket]:
             elif attr == NFULA_PREFIX:
                 prefix = value.split(b"\0", 1)[0].decode(errors="replace")
         yield NflogPacket(socket.ntohs(res_id), prefix, proto, indev, outdev, hwaddr, payload)
-
-
-def inner_addresses(packet: bytes) -> tuple[Address, Address] | None:
-    """Source and destination of an IPv4 or IPv6 packet, or None."""
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        return IPv4Address(packet[12:16]), IPv4Address(packet[16:20])
-    if len(packet) >= 40 and packet[0] >> 4 == 6:
-        return IPv6Address(packet[8:24]), IPv6Address(packet[24:40])
-    return None
 
 
 def complete_checksum(packet: bytes) -> bytes:

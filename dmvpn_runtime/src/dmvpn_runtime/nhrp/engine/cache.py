@@ -121,27 +121,25 @@ class PrefixTable(Generic[V]):
             self._lens[net.version] = sorted(tables, reverse=True)
         table[int(net.network_address)] = (net, value)
 
-    def remove(self, net: Network) -> V | None:
+    def _table(self, net: Network) -> dict[int, tuple[Network, V]] | None:
+        """The table of ``net``'s family and length, if there is one."""
         tables = self._tables.get(net.version)
-        if tables is None:
-            return None
-        table = tables.get(net.prefixlen)
+        return tables.get(net.prefixlen) if tables is not None else None
+
+    def remove(self, net: Network) -> V | None:
+        table = self._table(net)
         if table is None:
             return None
         item = table.pop(int(net.network_address), None)
         if not table:
+            tables = self._tables[net.version]
             del tables[net.prefixlen]
             self._lens[net.version] = sorted(tables, reverse=True)
         return item[1] if item else None
 
     def get(self, net: Network) -> V | None:
-        tables = self._tables.get(net.version)
-        if tables is None:
-            return None
-        table = tables.get(net.prefixlen)
-        if table is None:
-            return None
-        item = table.get(int(net.network_address))
+        table = self._table(net)
+        item = table.get(int(net.network_address)) if table is not None else None
         return item[1] if item else None
 
     def lookup(self, addr: Address) -> tuple[Network, V] | None:

@@ -43,7 +43,7 @@ from .cache import Cache, CacheEntry, PrefixTable
 from .config import EngineConfig
 from .ratelimit import RateLimiter
 from .stats import Drop, Stats
-from .timers import TimerQueue
+from .timers import DEFAULT_HOP_COUNT, TimerQueue
 
 if TYPE_CHECKING:
     from .nhc import Registrar
@@ -252,6 +252,31 @@ class Core:
         if self.auth_ext is not None and not authed:
             out.append(self.auth_ext)
         return (*out, _END) if out else ()
+
+    def reply(
+        self,
+        request: Packet,
+        ptype: PacketType,
+        flags: int,
+        cies: tuple[Cie, ...],
+        replace: dict[type, Extension | None],
+    ) -> Packet:
+        """The reply to ``request``: its afn, protocol type, source and destination
+        addresses and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a fresh hop count,
+        and its extensions echoed (:meth:`echo_extensions`)."""
+        return Packet(
+            ptype,
+            request.afn,
+            request.protocol_type,
+            DEFAULT_HOP_COUNT,
+            request.src_nbma,
+            request.src_proto,
+            request.dst_proto,
+            flags,
+            request.request_id,
+            cies,
+            extensions=self.echo_extensions(request, replace),
+        )
 
     def arm(self, key: Hashable, deadline: float) -> None:
         self.timers.arm(key, deadline)

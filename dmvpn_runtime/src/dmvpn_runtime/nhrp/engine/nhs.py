@@ -32,7 +32,6 @@ from .actions import AddRoute, EventKind, MappingType, RemoveRoute
 from .cache import CacheEntry, host, network
 from .core import Core
 from .stats import Drop
-from .timers import DEFAULT_HOP_COUNT
 
 MAX_RESOLVERS_PER_CLIENT = 4096  # bound on the purge fan-out memory per client
 
@@ -246,19 +245,7 @@ class RegistrationServer:
             replace[NatAddress] = (
                 nat.with_observed(natx, pkt.src_proto, claimed, src) if core.config.nat else natx
             )
-        reply = Packet(
-            PacketType.REGISTRATION_REPLY,
-            pkt.afn,
-            pkt.protocol_type,
-            DEFAULT_HOP_COUNT,
-            pkt.src_nbma,
-            pkt.src_proto,
-            pkt.dst_proto,
-            pkt.flags,
-            pkt.request_id,
-            cies,
-            extensions=core.echo_extensions(pkt, replace),
-        )
+        reply = core.reply(pkt, PacketType.REGISTRATION_REPLY, pkt.flags, cies, replace)
         core.send(src, reply)
 
     # -- removal --------------------------------------------------------------------------

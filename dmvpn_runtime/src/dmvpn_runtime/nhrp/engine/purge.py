@@ -167,19 +167,7 @@ class Purger:
             removed=removed + len(registrations),
         )
         if not pkt.flags & PURGE_FLAG_NO_REPLY:
-            reply = Packet(
-                PacketType.PURGE_REPLY,
-                pkt.afn,
-                pkt.protocol_type,
-                DEFAULT_HOP_COUNT,
-                pkt.src_nbma,
-                pkt.src_proto,
-                pkt.dst_proto,
-                pkt.flags,
-                pkt.request_id,
-                pkt.cies,
-                extensions=core.echo_extensions(pkt, {}),
-            )
+            reply = core.reply(pkt, PacketType.PURGE_REPLY, pkt.flags, pkt.cies, {})
             core.send(src, reply)
 
     def on_reply(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:

@@ -15,8 +15,7 @@ for it exists already.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address
-
+from ...ippacket import inner_addresses
 from ..wire import Address, Packet, PacketType, TrafficCode
 from .actions import EventKind
 from .cache import host, network
@@ -24,19 +23,6 @@ from .core import PROTOCOL_OF_VERSION, Core
 from .ratelimit import Interval
 from .stats import Drop
 from .timers import TRAFFIC_INDICATION_HOP_COUNT, TRAFFIC_INDICATION_MAX_PAYLOAD
-
-
-def inner_addresses(payload: bytes) -> tuple[Address, Address] | None:
-    """Source and destination of the IP packet a Traffic Indication quotes.
-
-    The one place the engine reads octets itself: the quoted data packet is IP, not
-    NHRP, so the NHRP codec does not decode it (a candidate for the wire package).
-    """
-    if len(payload) >= 20 and payload[0] >> 4 == 4:
-        return IPv4Address(payload[12:16]), IPv4Address(payload[16:20])
-    if len(payload) >= 40 and payload[0] >> 4 == 6:
-        return IPv6Address(payload[8:24]), IPv6Address(payload[24:40])
-    return None
 
 
 class Redirector:

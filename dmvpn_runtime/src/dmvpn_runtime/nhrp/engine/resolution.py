@@ -464,19 +464,7 @@ class Resolver:
                 natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
             replace_exts[NatAddress] = natx
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
-        reply = Packet(
-            PacketType.RESOLUTION_REPLY,
-            pkt.afn,
-            pt,
-            DEFAULT_HOP_COUNT,
-            pkt.src_nbma,
-            requester,
-            target,
-            flags,
-            pkt.request_id,
-            (cie,),
-            extensions=core.echo_extensions(pkt, replace_exts),
-        )
+        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
         # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
         # unless it is behind a NAT, which may filter a stranger's packets, or the packet
         # would leave unprotected where IPsec is required: then back the way the request
@@ -511,19 +499,8 @@ class Resolver:
             if core.config.nat and entry.nbma is not None:
                 natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
             replace_exts[NatAddress] = natx
-        reply = Packet(
-            PacketType.RESOLUTION_REPLY,
-            pkt.afn,
-            pkt.protocol_type,
-            DEFAULT_HOP_COUNT,
-            pkt.src_nbma,
-            pkt.src_proto,
-            target,
-            pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0),
-            pkt.request_id,
-            (cie,),
-            extensions=core.echo_extensions(pkt, replace_exts),
-        )
+        flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0)
+        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
         core.send(src, reply)
         core.stats.counters["resolution_answered"] += 1
 
@@ -543,19 +520,8 @@ class Resolver:
             ResponderAddress: core.responder_ext[pkt.protocol_type],
             NatAddress: nat.find(pkt),
         }
-        reply = Packet(
-            PacketType.RESOLUTION_REPLY,
-            pkt.afn,
-            pkt.protocol_type,
-            DEFAULT_HOP_COUNT,
-            pkt.src_nbma,
-            pkt.src_proto,
-            pkt.dst_proto,
-            pkt.flags | (FLAG_NAT_CAPABLE if core.config.nat else 0),
-            pkt.request_id,
-            (cie,),
-            extensions=core.echo_extensions(pkt, replace_exts),
-        )
+        flags = pkt.flags | (FLAG_NAT_CAPABLE if core.config.nat else 0)
+        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
         core.send(src, reply)
         core.stats.counters[f"resolution_nak_{int(code)}"] += 1
 

@@ -48,14 +48,6 @@ from .model import (
     ReverseTransitNhs,
     UnknownExtension,
     VendorPrivate,
-    new_cie,
-    new_cleartext,
-    new_end,
-    new_forward,
-    new_nat,
-    new_packet,
-    new_responder,
-    new_reverse,
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
@@ -239,7 +231,7 @@ class _Decoder:
         raw = data[pos:nxt]
         cie = self.cies_seen.get(raw)
         if cie is None:
-            cie = new_cie(
+            cie = Cie(
                 code,
                 prefix,
                 mtu,
@@ -266,15 +258,15 @@ class _Decoder:
         length = end - pos
         if ext_type == _EXT_RESPONDER:
             if length == 0:
-                return new_responder(None, compulsory)
+                return ResponderAddress(None, compulsory)
             cie, nxt = self.cie(data, pos, end)
             if nxt != end:
                 raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
-            return new_responder(cie, compulsory)
+            return ResponderAddress(cie, compulsory)
         if ext_type == _EXT_FORWARD:
-            return new_forward(self.cie_list(data, pos, end), compulsory)
+            return ForwardTransitNhs(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_REVERSE:
-            return new_reverse(self.cie_list(data, pos, end), compulsory)
+            return ReverseTransitNhs(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_AUTH:
             return self.authentication(data, compulsory, pos, end)
         if ext_type == _EXT_VENDOR:
@@ -288,14 +280,14 @@ class _Decoder:
             if length == DEVICE_CAPABILITIES_LEN:
                 source, target = struct.unpack_from("!II", data, pos)
                 return DeviceCapabilities(source, target, compulsory)
-            return new_nat(self.cie_list(data, pos, end), compulsory)
+            return NatAddress(self.cie_list(data, pos, end), compulsory)
         return UnknownExtension(ext_type, data[pos:end], compulsory)
 
     def authentication(self, data: bytes, compulsory: bool, pos: int, end: int) -> Extension:
         if end - pos < 4:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
         if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
-            return new_cleartext(data[pos + 4 : end], compulsory)
+            return CleartextAuthentication(data[pos + 4 : end], compulsory)
         reserved, spi = struct.unpack_from("!HH", data, pos)
         addr_end = pos + 4 + self.src_proto_len
         if addr_end > end:
@@ -334,7 +326,7 @@ class _Decoder:
                     raise DecodeError(Reason.INVALID_EXTENSION, pos, "End extension has a value")
                 if value_end != end:
                     raise DecodeError(Reason.DATA_AFTER_END, value_end, "octets after End")
-                ext = new_end(compulsory)
+                ext = End(compulsory)
             else:
                 ext = self.extension(data, ext_type, compulsory, value, value_end)
             _set_wire(ext, data[pos:value_end], self.encoder.token)
@@ -451,7 +443,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         reserved = 0
         cies = dec.cie_list(data, pos, body_end)
     extensions = dec.extensions(data, extoff, pktsz) if extoff else ()
-    return new_packet(
+    return Packet(
         ptype,
         afn,
         proto,

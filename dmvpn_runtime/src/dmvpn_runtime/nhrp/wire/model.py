@@ -7,7 +7,6 @@ extension offset are derived on encode and are therefore not fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
@@ -22,25 +21,17 @@ from .constants import (
 Address = IPv4Address | IPv6Address
 
 
-def _generate(cls: type, name: str, signature: list[str], lines: list[str]) -> Callable:
-    scope: dict[str, object] = {"new": object.__new__, "cls": cls, "MISSING": MISSING}
-    for f in fields(cls):
-        scope[f"set_{f.name}"] = getattr(cls, f.name).__set__
-        scope[f"default_{f.name}"] = f.default
-        scope[f"factory_{f.name}"] = f.default_factory
-    exec("\n".join([f"def {name}({', '.join(signature)}):", *lines]), scope)
-    function = scope[name]
-    function.__qualname__ = f"{cls.__qualname__}.{name}"  # type: ignore[attr-defined]
-    return function  # type: ignore[return-value]
-
-
 def slot_init(cls: type) -> type:
     """Give a frozen slots dataclass an ``__init__`` that fills the slots through their
     descriptors: the generated one goes through the frozen ``__setattr__`` guard for
     every field, which makes building a packet or an action 2x dearer. Same signature,
     defaults and factories; instances stay frozen. Apply above ``@dataclass``."""
+    scope: dict[str, object] = {"MISSING": MISSING}
     signature, lines = ["self"], []
     for f in fields(cls):
+        scope[f"set_{f.name}"] = getattr(cls, f.name).__set__
+        scope[f"default_{f.name}"] = f.default
+        scope[f"factory_{f.name}"] = f.default_factory
         if not f.init:
             lines.append(f"    set_{f.name}(self, default_{f.name})")
             continue
@@ -52,20 +43,11 @@ def slot_init(cls: type) -> type:
         else:
             signature.append(f.name)
         lines.append(f"    set_{f.name}(self, {f.name})")
-    cls.__init__ = _generate(cls, "__init__", signature, lines or ["    pass"])  # type: ignore[misc]
+    exec("\n".join([f"def __init__({', '.join(signature)}):", *(lines or ["    pass"])]), scope)
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    cls.__init__ = init  # type: ignore[misc]
     return cls
-
-
-def _positional_constructor(cls: type) -> Callable[..., object]:
-    """A constructor for the decoder's hot path: every field positional, in declaration
-    order, no defaults, no ``__init__`` call."""
-    names = [f.name for f in fields(cls) if f.init]
-    lines = ["    obj = new(cls)"]
-    lines += [
-        f"    set_{f.name}(obj, {f.name if f.init else f'default_{f.name}'})" for f in fields(cls)
-    ]
-    lines.append("    return obj")
-    return _generate(cls, "make", names, lines)
 
 
 # ``_wire`` and ``_wire_ctx`` (on Cie and every extension): the octets the codec found or
@@ -296,14 +278,3 @@ def with_end(extensions: tuple[Extension, ...] | list[Extension]) -> tuple[Exten
     """The extension list terminated by End (compulsory bit set, as FRR sends it)."""
     exts = tuple(ext for ext in extensions if not isinstance(ext, End))
     return (*exts, End()) if exts else ()
-
-
-# Used by the codec only; everyone else calls the classes (keywords, defaults, checks).
-new_packet = _positional_constructor(Packet)
-new_cie = _positional_constructor(Cie)
-new_responder = _positional_constructor(ResponderAddress)
-new_forward = _positional_constructor(ForwardTransitNhs)
-new_reverse = _positional_constructor(ReverseTransitNhs)
-new_nat = _positional_constructor(NatAddress)
-new_end = _positional_constructor(End)
-new_cleartext = _positional_constructor(CleartextAuthentication)
