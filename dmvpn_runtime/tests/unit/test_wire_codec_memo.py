@@ -36,6 +36,7 @@ from dmvpn_runtime.nhrp.wire import (
     codec,
     decode,
     encode,
+    intern_address,
 )
 
 HUB_NBMA = IPv4Address("198.18.0.1")
@@ -332,3 +333,17 @@ def test_decoded_addresses_behave_as_plain_ipaddress_objects():
     six = decode(encode(Packet(PacketType.PURGE_REQUEST, Afn.IPV6, src_nbma=v6)))
     assert six.src_nbma == v6 and hash(six.src_nbma) == hash(v6)
     assert repr(six.src_nbma) == repr(v6)
+    assert six.src_nbma.packed == v6.packed
+
+
+def test_intern_address_gives_the_decoders_object_for_config_addresses():
+    """Configured and data-plane addresses are interned by the engine: the result must be
+    the very object decode returns for the same octets, and still equal the plain one."""
+    plain = IPv4Address(str(SPOKE_NBMA))
+    interned = intern_address(plain)
+    assert interned is decode(encode(request(8))).src_nbma
+    assert interned == plain and hash(interned) == hash(plain) and repr(interned) == repr(plain)
+    assert interned.packed == plain.packed and intern_address(interned) is interned
+    v6 = IPv6Address("2001:db8::7")
+    assert intern_address(v6) == v6 and intern_address(v6).packed == v6.packed
+    assert intern_address(v6) is intern_address(IPv6Address("2001:db8::7"))

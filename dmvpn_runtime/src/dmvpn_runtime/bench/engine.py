@@ -41,7 +41,7 @@ from ..nhrp.engine import (
     Role,
     SendPacket,
 )
-from ..nhrp.wire import decode, encode
+from ..nhrp.wire import decode, encode, intern_address
 from ..nhrp.wire.codec import clear_memos as codec_memos_clear
 
 _cpu = time.process_time
@@ -54,7 +54,8 @@ HUB_PROTO = IPv4Address("100.64.0.1")
 def _spoke_addresses(i: int) -> tuple[IPv4Address, IPv4Interface, IPv4Network]:
     """NBMA in 198.18.0.0/15 (RFC 2544 benchmarking), overlay in 100.64.0.0/10, LAN in 10/8."""
     n = i + 2
-    nbma = IPv4Address(int(HUB_NBMA) - 1 + n)
+    # Interned, as dmvpnd's data planes hand the engine the source of each packet.
+    nbma = intern_address(IPv4Address(int(HUB_NBMA) - 1 + n))
     overlay = IPv4Interface((int(HUB_PROTO) - 1 + n, 10))
     lan = IPv4Network((int(IPv4Address("10.0.0.0")) + (i << 8), 24))
     return nbma, overlay, lan
@@ -74,7 +75,7 @@ class _Wire:
 
     def post(self, src: IPv4Address, actions: list) -> None:
         for action in actions:
-            if isinstance(action, SendPacket):
+            if action.__class__ is SendPacket:
                 self.queue.append((src, action.nbma, action.data))
 
     def drain(self) -> None:
@@ -136,12 +137,12 @@ def _resolve_all(wire: _Wire, nodes: list, offset: int, now: float) -> dict:
 
 
 def run(spokes: int, secret: bytes | None = None) -> dict:
-    wire = _Wire(HUB_NBMA)
+    wire = _Wire(intern_address(HUB_NBMA))
     hub_config = EngineConfig(
         HUB_NBMA, (IPv4Interface((HUB_PROTO, 10)),), role=Role.NHS, auth_secret=secret
     )
     hub = Engine(hub_config)
-    wire.engines[HUB_NBMA] = hub
+    wire.engines[wire.hub] = hub
     nhs = (NhsConfig(HUB_PROTO, HUB_NBMA),)
     setup_start = _cpu()
     nodes: list[tuple[IPv4Address, IPv4Interface, Engine]] = []

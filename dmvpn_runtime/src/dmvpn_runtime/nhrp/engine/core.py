@@ -26,6 +26,7 @@ from ..wire import (
     ResponderAddress,
     ReverseTransitNhs,
     encode,
+    intern_address,
 )
 from . import auth
 from .actions import (
@@ -157,7 +158,8 @@ class Core:
     def apply_config(self, config: EngineConfig) -> None:
         self.config = config
         self.generation = getattr(self, "generation", 0) + 1  # invalidates cached packet parts
-        self.nbma = config.nbma
+        # Interned: our own addresses are in every packet we send and every lookup.
+        self.nbma = intern_address(config.nbma)
         self.afn = Afn.IPV4 if config.nbma.version == 4 else Afn.IPV6
         self.secret = config.auth_secret
         self.auth_ext: CleartextAuthentication | None = auth.extension(config.auth_secret)
@@ -167,14 +169,14 @@ class Core:
         self.responder_ext: dict[ProtocolType, ResponderAddress] = {}
         for iface in config.addresses:
             pt = PROTOCOL_OF_VERSION[iface.version]
-            self.own[pt] = iface.ip
+            self.own[pt] = intern_address(iface.ip)
             self.tunnel[pt] = iface.network
             self.responder[pt] = Cie(
                 prefix_length=iface.ip.max_prefixlen,
                 mtu=config.mtu,
                 holding_time=config.holdtime,
-                client_nbma=config.nbma,
-                client_proto=iface.ip,
+                client_nbma=self.nbma,
+                client_proto=self.own[pt],
             )
             self.responder_ext[pt] = ResponderAddress(self.responder[pt])
         # What we are the egress for: our overlay addresses and protected prefixes.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode
+from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode, intern_address
 from ..wire.constants import ExtensionType
 from . import auth, error_indication
 from .actions import (
@@ -154,6 +154,7 @@ class Engine:
         if not core.running:
             core.stats.drops[Drop.NOT_RUNNING] += 1
             return []
+        nbma_src = intern_address(nbma_src)
         try:
             pkt = decode(data)
         except DecodeError as exc:
@@ -187,7 +188,14 @@ class Engine:
         """NHS: a data packet from ``in_nbma`` was forwarded back out to ``out_nbma``."""
         if not self._core.running:
             return []
-        self._core.redirector.hairpin(in_nbma, out_nbma, inner_src, inner_dst, head, now)
+        self._core.redirector.hairpin(
+            intern_address(in_nbma),
+            intern_address(out_nbma),
+            intern_address(inner_src),
+            intern_address(inner_dst),
+            head,
+            now,
+        )
         return self._flush()
 
     def no_mapping(self, now: float, next_hop: Address) -> list[Action]:
@@ -195,6 +203,7 @@ class Engine:
         core = self._core
         if not core.running:
             return []
+        next_hop = intern_address(next_hop)
         entry = core.cache.get(next_hop)
         if next_hop in core.own.values() or (entry is not None and entry.installed):
             core.stats.counters["no_mapping_ignored"] += 1
@@ -211,13 +220,14 @@ class Engine:
         overlay next hop): shortcuts through it are refreshed rather than left to expire."""
         if not self._core.running:
             return []
-        self._core.shortcuts.used(peer, now)
+        self._core.shortcuts.used(intern_address(peer), now)
         return self._flush()
 
     def ipsec_up(self, now: float, nbma: Address, identity: Any | None = None) -> list[Action]:
         """An SA with ``nbma`` is up; ``identity`` (e.g. the peer certificate's names) is
         what an :class:`Authoriser` gets to decide with."""
         core = self._core
+        nbma = intern_address(nbma)
         core.peers[nbma] = Peer(nbma, True, identity)
         if not core.running:
             return []
@@ -228,6 +238,7 @@ class Engine:
     def ipsec_down(self, now: float, nbma: Address) -> list[Action]:
         """The SA with ``nbma`` is gone (DPD, delete): its dynamic mappings go too."""
         core = self._core
+        nbma = intern_address(nbma)
         peer = core.peers.get(nbma)
         if peer is not None:
             peer.ipsec_up = False
@@ -243,7 +254,7 @@ class Engine:
         """Answer to ``ResolveName(name)``; an empty list means it did not resolve."""
         if not self._core.running:
             return []
-        self._core.nhc.on_name(name, list(addresses), now)
+        self._core.nhc.on_name(name, [intern_address(a) for a in addresses], now)
         return self._flush()
 
     def reconfigure(self, now: float, config: EngineConfig) -> list[Action]:

@@ -32,6 +32,7 @@ from ..wire import (
     NatAddress,
     Packet,
     PacketType,
+    intern_address,
 )
 from ..wire.constants import FLAG_NAT_CAPABLE, REG_FLAG_UNIQUE, UNIQUE_PREFIX_LENGTH
 from . import nat
@@ -194,9 +195,9 @@ class Registrar:
 
     def _bind(self, st: NhsState, nbma: Address) -> None:
         core = self.core
-        st.nbma = nbma
+        st.nbma = nbma = intern_address(nbma)  # in every packet to and from the NHS
         self._nhs_nbmas[nbma] = self._nhs_nbmas.get(nbma, 0) + 1
-        proto = st.config.proto
+        proto = intern_address(st.config.proto)
         old = core.cache.get(proto)
         if old is not None:
             core.uninstall(old)

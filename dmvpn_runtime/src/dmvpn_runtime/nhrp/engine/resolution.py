@@ -233,8 +233,10 @@ class Resolver:
         core.shortcuts.install(target, allowed, egress, nbma, claimed, holding, now, src, pend)
 
     def _covers_own(self, prefix) -> bool:
-        """An answer whose prefix holds our own overlay address would route us away."""
-        return any(contains(prefix, a) for a in self.core.own.values())
+        """An answer whose prefix holds our own overlay address would route us away (we
+        have one per family: EngineConfig)."""
+        own = self.core.own.get(PROTOCOL_OF_VERSION[prefix.version])
+        return own is not None and contains(prefix, own)
 
     def _negative(self, target: Address, code: int, holding: int, src: Address, now: float) -> None:
         core = self.core

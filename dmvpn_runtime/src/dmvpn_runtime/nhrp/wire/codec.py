@@ -89,49 +89,64 @@ _TRAFFIC_INDICATION = int(PacketType.TRAFFIC_INDICATION)
 # --- decode --------------------------------------------------------------------------
 
 
-class _HashedIPv4Address(IPv4Address):
-    """An IPv4Address that computes its hash once. ipaddress formats the address as hex
-    on every hash (0.3 us), and the engine looks up decoded addresses in its tables
-    about 25 times per resolution. Equal to, and hashing like, a plain IPv4Address."""
+class _Interned:
+    """An address the codec made from its octets and keeps (``_ADDRESS_CACHE``): it
+    computes its hash once and keeps its octets. ipaddress formats the address as hex on
+    every hash (0.3 us) and packs it on every ``.packed`` (0.4 us); the engine looks up
+    addresses about 25 times per resolution and the encoder packs each one it sends.
+    Equal to, hashing, printing and pickling like the plain class (``_plain``)."""
 
-    __slots__ = ("_hash",)
+    __slots__ = ()
+    _plain: type
+    _hash: int
+    packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
 
-    def __init__(self, address: bytes) -> None:
-        super().__init__(address)
-        self._hash = IPv4Address.__hash__(self)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __repr__(self) -> str:
-        return f"IPv4Address('{self}')"
-
-    def __reduce__(self) -> tuple:
-        return IPv4Address, (int(self),)
-
-
-class _HashedIPv6Address(IPv6Address):
-    """The same for IPv6."""
-
-    __slots__ = ("_hash",)
-
-    def __init__(self, address: bytes) -> None:
-        super().__init__(address)
-        self._hash = IPv6Address.__hash__(self)
+    def __init__(self, packed: bytes) -> None:
+        super().__init__(packed)  # type: ignore[call-arg]
+        self._hash = self._plain.__hash__(self)
+        self.packed = packed
 
     def __hash__(self) -> int:
         return self._hash
 
     def __repr__(self) -> str:
-        return f"IPv6Address('{self}')"
+        return f"{self._plain.__name__}('{self}')"
 
     def __reduce__(self) -> tuple:
-        return IPv6Address, (int(self),)
+        return self._plain, (int(self),)  # type: ignore[call-overload]
 
 
-_DECODED_CLASS = {IPv4Address: _HashedIPv4Address, IPv6Address: _HashedIPv6Address}
+class _InternedIPv4Address(_Interned, IPv4Address):
+    __slots__ = ("_hash", "packed")
+    _plain = IPv4Address
+
+
+class _InternedIPv6Address(_Interned, IPv6Address):
+    __slots__ = ("_hash", "packed")
+    _plain = IPv6Address
+
+
+_INTERNED_CLASS = {IPv4Address: _InternedIPv4Address, IPv6Address: _InternedIPv6Address}
 _ADDRESS_CACHE: dict[bytes, Address] = {}
 _ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
+
+
+def _interned(raw: bytes, family: type) -> Address:
+    addr = _ADDRESS_CACHE.get(raw)
+    if addr is None:
+        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
+            _ADDRESS_CACHE.clear()
+        addr = _ADDRESS_CACHE[raw] = _INTERNED_CLASS[family](raw)
+    return addr
+
+
+def intern_address(addr: Address) -> Address:
+    """The codec's own object for ``addr`` (equal to it): what decode returns for the
+    same octets. Addresses from configuration or a data plane interned this way hash
+    and pack fast, and dict lookups against decoded ones match on identity."""
+    if isinstance(addr, _Interned):
+        return addr
+    return _interned(addr.packed, IPv4Address if addr.version == 4 else IPv6Address)
 
 
 def _address(data: bytes, start: int, length: int, family: type) -> Address | None:
@@ -139,11 +154,7 @@ def _address(data: bytes, start: int, length: int, family: type) -> Address | No
         return None
     raw = data[start : start + length]
     addr = _ADDRESS_CACHE.get(raw)
-    if addr is None:
-        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
-            _ADDRESS_CACHE.clear()
-        addr = _ADDRESS_CACHE[raw] = _DECODED_CLASS[family](raw)
-    return addr
+    return addr if addr is not None else _interned(raw, family)
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
@@ -168,6 +179,11 @@ def _proto_length(length: int, proto: ProtocolType, offset: int, what: str) -> i
             f"{what} length {length} with protocol type 0x{proto.value:04x}",
         )
     return length
+
+
+# The valid address lengths (and NBMA type/length octets) by afn and protocol type.
+_NBMA_OK = {afn: (0, AFN_ADDRESS_LEN[afn]) for afn in Afn}
+_PROTO_OK = {proto: (0, PROTOCOL_ADDRESS_LEN[proto]) for proto in ProtocolType}
 
 
 # Bound of each memo below: a hub sees the same few extension parts and CIEs again and
@@ -203,8 +219,8 @@ class _Decoder:
         self.proto_family = _PROTO_FAMILY[proto]
         # The valid type/length octets and protocol lengths: anything else is an error,
         # which _nbma_length/_proto_length then name.
-        self.nbma_ok = (0, AFN_ADDRESS_LEN[afn])
-        self.proto_ok = (0, PROTOCOL_ADDRESS_LEN[proto])
+        self.nbma_ok = _NBMA_OK[afn]
+        self.proto_ok = _PROTO_OK[proto]
         self.cies_seen: dict[bytes, Cie] = {}
         self.extensions_seen: dict[bytes, tuple[Extension, ...]] = {}
         # Decoded values keep the octets they came from: encode(decode(b)) == b, so a
@@ -402,7 +418,9 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         raise DecodeError(Reason.UNSUPPORTED_PROTOCOL, 2, f"protocol type 0x{pro_v:04x}")
     if snap != b"\x00\x00\x00\x00\x00":
         raise DecodeError(Reason.RESERVED_NONZERO, 4, "pro.snap set for an Ethertype protocol")
-    nbma_len = _nbma_length(shtl, afn, 18, "source NBMA address")
+    if shtl not in _NBMA_OK[afn]:  # valid type/length octets are the length itself
+        _nbma_length(shtl, afn, 18, "source NBMA address")  # raises
+    nbma_len = shtl
     if sstl:
         raise DecodeError(Reason.SUBADDRESS, 19, "source NBMA subaddress")
     if extoff and not FIXED_HEADER_LEN + MANDATORY_FIXED_LEN <= extoff <= pktsz:
@@ -415,8 +433,11 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         flags = request_id = 0
     else:
         src_len, dst_len, flags, request_id = _MANDATORY.unpack_from(data, pos)
-    _proto_length(src_len, proto, pos, "source protocol address")
-    _proto_length(dst_len, proto, pos + 1, "destination protocol address")
+    proto_ok = _PROTO_OK[proto]
+    if src_len not in proto_ok:
+        _proto_length(src_len, proto, pos, "source protocol address")  # raises
+    if dst_len not in proto_ok:
+        _proto_length(dst_len, proto, pos + 1, "destination protocol address")  # raises
     dec = _decoder(afn, proto, src_len)
     pos += MANDATORY_FIXED_LEN
     addr_end = pos + nbma_len + src_len + dst_len
@@ -473,8 +494,7 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
         raise EncodeError(
             Reason.ADDRESS_LENGTH, 0, f"{what} {addr} is not {family.__name__} as the header says"
         )
-    # No cache: hashing an ipaddress object formats it as hex, dearer than .packed.
-    return addr.packed
+    return addr.packed  # kept by interned addresses (_Interned)
 
 
 def _set_wire(value: object, wire: bytes, ctx: int) -> None:
@@ -648,6 +668,9 @@ _NOT_ON_WIRE[PacketType.TRAFFIC_INDICATION] = (
 )
 
 
+_INDICATIONS = (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION)
+
+
 def encode(packet: Packet) -> bytes:
     """Encode a packet, computing ar$pktsz, ar$extoff and the checksum."""
     try:
@@ -664,11 +687,18 @@ def _encode(packet: Packet) -> bytes:
         raise EncodeError(
             Reason.INVALID_FIELD, 0, "type, afn and protocol_type must be supported values"
         )
-    for name in _NOT_ON_WIRE[ptype]:
-        if getattr(packet, name):
-            raise EncodeError(
-                Reason.INVALID_FIELD, 0, f"{name} is not carried by {ptype.json_name}"
-            )
+    if ptype in _INDICATIONS or (
+        packet.error_code
+        or packet.error_offset
+        or packet.traffic_code
+        or packet.payload
+        or packet.reserved
+    ):  # the common types checked inline: five getattr calls cost 0.7 us per packet
+        for name in _NOT_ON_WIRE[ptype]:
+            if getattr(packet, name):
+                raise EncodeError(
+                    Reason.INVALID_FIELD, 0, f"{name} is not carried by {ptype.json_name}"
+                )
     proto_family = _PROTO_FAMILY[proto]
     src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
     src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
@@ -693,7 +723,7 @@ def _encode(packet: Packet) -> bytes:
     out += src_nbma
     out += src_proto
     out += dst_proto
-    if ptype in (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION):
+    if ptype in _INDICATIONS:
         out += bytes(packet.payload)
     else:
         for cie in packet.cies:
