@@ -14,6 +14,7 @@ import struct
 import pytest
 
 from dmvpn_runtime.bench import shortcut
+from dmvpn_runtime.bench.shortcut import lab_setup, results, wire
 from dmvpn_runtime.lab import list_labs
 
 pytestmark = pytest.mark.integration
@@ -65,11 +66,11 @@ def test_two_pairs(lab_factory, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_pairs_and_parsers() -> None:
-    assert [shortcut.spokes_for(n) for n in (1, 2, 3, 4, 20, 21, 22)] == [2, 3, 3, 4, 7, 7, 8]
-    order = shortcut.pair_order(7, 20)
+    assert [lab_setup.spokes_for(n) for n in (1, 2, 3, 4, 20, 21, 22)] == [2, 3, 3, 4, 7, 7, 8]
+    order = lab_setup.pair_order(7, 20)
     assert len({frozenset(p) for p in order}) == 20
     assert all(1 <= a <= 7 and 1 <= b <= 7 and a != b for a, b in order)
-    assert shortcut.percentile([float(i) for i in range(1, 21)], 0.95) == 19.0
+    assert results.percentile([float(i) for i in range(1, 21)], 0.95) == 19.0
 
     # IPv4 / GRE (key) / IPv4 / UDP / probe, and GRE / NHRP Traffic Indication.
     def ip(src: str, dst: str, proto: int, payload: bytes) -> bytes:
@@ -80,17 +81,17 @@ def test_pairs_and_parsers() -> None:
             + payload
         )
 
-    udp = struct.pack("!HHHH", 5000, shortcut.PORT, 8 + shortcut.PROBE_SIZE, 0)
-    inner = ip("10.1.0.2", "10.2.0.2", 17, udp + shortcut.probe(7, 42))
+    udp = struct.pack("!HHHH", 5000, wire.PORT, 8 + wire.PROBE_SIZE, 0)
+    inner = ip("10.1.0.2", "10.2.0.2", 17, udp + wire.probe(7, 42))
     gre = ip("198.51.100.11", "198.51.100.12", 47, struct.pack("!HHI", 0x2000, 0x0800, 42) + inner)
-    parsed = shortcut.parse_gre(gre)
+    parsed = wire.parse_gre(gre)
     assert parsed is not None and parsed.probe == (7, 42)
     assert parsed.src == socket.inet_aton("198.51.100.11")
-    nhrp = bytes(17) + bytes([shortcut.NHRP_TRAFFIC_INDICATION]) + bytes(20)
+    nhrp = bytes(17) + bytes([wire.NHRP_TRAFFIC_INDICATION]) + bytes(20)
     ti = ip("203.0.113.1", "198.51.100.11", 47, struct.pack("!HHI", 0x2000, 0x2001, 42) + nhrp)
-    parsed = shortcut.parse_gre(ti)
-    assert parsed is not None and parsed.nhrp_type == shortcut.NHRP_TRAFFIC_INDICATION
-    assert shortcut.parse_gre(inner) is None
+    parsed = wire.parse_gre(ti)
+    assert parsed is not None and parsed.nhrp_type == wire.NHRP_TRAFFIC_INDICATION
+    assert wire.parse_gre(inner) is None
 
     # RTM_NEWROUTE 10.2.0.0/24 via 10.255.255.12, then RTM_NEWNEIGH 10.255.255.12.
     def attr(kind: int, value: bytes) -> bytes:
@@ -98,11 +99,11 @@ def test_pairs_and_parsers() -> None:
 
     body = struct.pack("=BBBBBBBBI", socket.AF_INET, 24, 0, 0, 254, 157, 0, 1, 0)
     body += attr(1, socket.inet_aton("10.2.0.0")) + attr(5, socket.inet_aton("10.255.255.12"))
-    route = struct.pack("=IHHII", 16 + len(body), shortcut.RTM_NEWROUTE, 0, 0, 0) + body
+    route = struct.pack("=IHHII", 16 + len(body), wire.RTM_NEWROUTE, 0, 0, 0) + body
     body = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, 4, 0x80, 0, 1)
     body += attr(1, socket.inet_aton("10.255.255.12"))
-    neigh = struct.pack("=IHHII", 16 + len(body), shortcut.RTM_NEWNEIGH, 0, 0, 0) + body
-    assert shortcut.parse_rtnl(route + neigh) == [
+    neigh = struct.pack("=IHHII", 16 + len(body), wire.RTM_NEWNEIGH, 0, 0, 0) + body
+    assert wire.parse_rtnl(route + neigh) == [
         ("route", "10.2.0.0/24", "10.255.255.12"),
         ("neigh", "10.255.255.12", None),
     ]

@@ -50,6 +50,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..lab.system import pid_alive
+from ._guard import guarded_run
 
 TARGET_S = 5.0
 KEY = 42
@@ -635,10 +636,6 @@ def print_profile(path: str, limit: int = 30) -> None:
     stats.sort_stats("cumulative").print_stats(limit)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else list(argv)
     if args_in[:1] == ["--worker"]:
@@ -670,20 +667,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: hub bench " + "; ".join(problems), file=sys.stderr)
         return 2
     profile = os.path.abspath(args.profile) if args.profile else None
-    previous = None
-    with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C still unwinds
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        result = run(args.spokes, args.timeout, args.rate, args.retry, args.tries, profile)
-    except BenchError as exc:
-        print(f"error: hub bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("hub bench interrupted; namespaces and processes removed", file=sys.stderr)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    result, failed = guarded_run(
+        "hub bench",
+        lambda: run(args.spokes, args.timeout, args.rate, args.retry, args.tries, profile),
+        (BenchError,),
+        "namespaces and processes removed",
+    )
+    if result is None:
+        return failed
     if profile:
         print_profile(profile)
     if args.json:

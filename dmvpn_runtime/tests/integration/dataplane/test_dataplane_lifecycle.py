@@ -24,7 +24,7 @@ from dmvpn_runtime.dataplane import (
     create,
     kernel,
 )
-from dmvpn_runtime.dataplane.userspace.plane import ALIAS, ROUTE_PROTO
+from dmvpn_runtime.dataplane.userspace.netlink import ALIAS, ROUTE_PROTO
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """GRE framing: RFC 2784 with the key and sequence extensions of RFC 2890.
 
-The per-packet fast paths in :mod:`.plane` handle the one header shape a DMVPN peer
+The receive fast path in :mod:`.decapsulation` handles the one header shape a DMVPN peer
 sends (K bit only, or no bits without a key); everything else comes here to be parsed
 or dropped with a reason.
 """
