@@ -46,6 +46,11 @@ def test_wrong_secret_gets_error_11_quoting_the_packet_and_nothing_else() -> Non
     assert dst == SPOKE_NBMA and err.type == PacketType.ERROR_INDICATION
     assert err.error_code == ErrorCode.AUTHENTICATION_FAILURE == 11
     assert err.payload == encode(bad)
+    offset = err.error_offset  # at the authentication extension, after the request's others
+    assert offset > 28 and err.payload[offset : offset + 2] in (b"\x00\x07", b"\x80\x07")
+    assert err.payload[offset + 8 : offset + 13] == b"wrong"  # type 1 (4 octets), the secret
+    missing = only_sent(feed(hub, 1.5, SPOKE_NBMA, registration()))[1]
+    assert missing.error_code == 11 and missing.error_offset == 14  # ar$extoff: none there
     assert err.find(CleartextAuthentication).secret == b"right"
     assert events(actions, "auth_failure")
     assert not hub.cache_entries()

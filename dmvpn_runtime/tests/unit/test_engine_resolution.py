@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 from ipaddress import ip_address, ip_network
 
@@ -31,6 +32,7 @@ from dmvpn_runtime.nhrp.wire import (
     Cie,
     CieCode,
     ErrorCode,
+    ExtensionType,
     ForwardTransitNhs,
     NatAddress,
     PacketType,
@@ -41,6 +43,12 @@ from dmvpn_runtime.nhrp.wire import (
 from dmvpn_runtime.nhrp.wire.constants import RES_FLAG_AUTHORITATIVE
 
 CLIENTS = ((SPOKE_PROTO, SPOKE_NBMA, (SPOKE_LAN,)), (OTHER_PROTO, OTHER_NBMA, (OTHER_LAN,)))
+
+
+def _extension_type_at(packet: bytes, offset: int) -> int:
+    """The type of the extension whose header starts at ``offset`` (C and u bits off)."""
+    assert offset >= 20 + 8, "an extension cannot start inside the fixed parts"
+    return struct.unpack_from("!H", packet, offset)[0] & 0x3FFF
 
 
 def test_hub_forwards_to_the_egress_with_a_transit_record_and_one_hop_less() -> None:
@@ -58,6 +66,7 @@ def test_hop_count_exhausted_gets_error_15() -> None:
     assert err.type == PacketType.ERROR_INDICATION
     assert err.error_code == ErrorCode.HOP_COUNT_EXCEEDED == 15
     assert dst == SPOKE_NBMA and err.dst_proto == SPOKE_PROTO
+    assert err.error_offset == 9 and err.payload[9] == 1  # ar$hopcnt of the quoted request
     assert hub.stats()["drops"]["hop_count_exceeded"] == 1
 
 
@@ -67,6 +76,7 @@ def test_finding_ourselves_in_the_forward_record_is_a_loop_error_3() -> None:
     req = resolution_request(ip_address("10.2.0.7"), transit=(us,))
     _dst, err = only_sent(feed(hub, 1.0, SPOKE_NBMA, req))
     assert err.error_code == ErrorCode.LOOP_DETECTED == 3
+    assert _extension_type_at(err.payload, err.error_offset) == ExtensionType.FORWARD_TRANSIT_NHS
 
 
 def test_no_binding_is_answered_with_code_12() -> None:
@@ -86,6 +96,7 @@ def test_unknown_compulsory_extension_gets_error_1_from_the_responder() -> None:
     )
     _dst, err = only_sent(feed(spoke, 1.0, HUB_NBMA, req))
     assert err.error_code == ErrorCode.UNRECOGNIZED_EXTENSION
+    assert _extension_type_at(err.payload, err.error_offset) == 0x1234
     # A hub only passing it on forwards it untouched (RFC 2332 §5.3).
     hub = registered_hub(*CLIENTS)
     req = resolution_request(

@@ -40,6 +40,7 @@ from dmvpn_runtime.nhrp.wire import (
     VendorPrivate,
     decode,
     encode,
+    extension_offsets,
     with_end,
 )
 from dmvpn_runtime.nhrp.wire.codec import _checksum_ok
@@ -262,6 +263,20 @@ def test_error_indication_fields():
 
 
 # --- numbers from the RFCs ---------------------------------------------------------------
+
+
+def test_extension_offsets_name_each_extension_header_in_decode_order():
+    exts = ext_raw(3, cie_raw(prefix=32)) + ext_raw(0x1234, b"xy", c=False) + ext_raw(5) + END
+    data = registration(exts=exts)
+    offsets = extension_offsets(data)
+    start = len(registration(exts=None))  # the extensions follow the CIE
+    assert offsets == [start, start + 4 + 12, start + 4 + 12 + 6, start + 4 + 12 + 6 + 4]
+    types = [struct.unpack_from("!H", data, o)[0] & 0x3FFF for o in offsets]
+    assert types == [e.type for e in decode(data).extensions] == [3, 0x1234, 5, 0]
+    assert extension_offsets(registration(exts=None)) == []  # ar$extoff 0: none
+    truncated = registration(exts=ext_raw(3, b"\x00" * 40) + END, pktsz=None)[:-10]
+    assert extension_offsets(truncated) == [start]  # stops where they no longer fit
+    assert extension_offsets(b"\x00" * 19) == []
 
 
 def test_rfc_codes():

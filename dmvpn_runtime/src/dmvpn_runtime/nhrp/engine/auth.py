@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Protocol
 
-from ..wire import Address, CleartextAuthentication, KeyedHashAuthentication, Packet
+from ..wire import Address, CleartextAuthentication, Extension, KeyedHashAuthentication, Packet
+from ..wire.constants import EXTENSION_OFFSET_OFFSET
 from .stats import Drop
 
 Network = IPv4Network | IPv6Network
@@ -98,3 +99,12 @@ def check(packet: Packet, secret: bytes | None) -> Drop | None:
         if cls is KeyedHashAuthentication:
             return Drop.AUTH_MISMATCH  # we speak the Cisco form only
     return Drop.AUTH_MISSING
+
+
+def find(packet: Packet) -> Extension | int:
+    """The packet's authentication extension, or where it should be (ar$extoff): what
+    an Error Indication for an authentication failure points at."""
+    for ext in packet.extensions:
+        if isinstance(ext, CleartextAuthentication | KeyedHashAuthentication):
+            return ext
+    return EXTENSION_OFFSET_OFFSET

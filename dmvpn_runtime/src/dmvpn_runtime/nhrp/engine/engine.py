@@ -453,7 +453,9 @@ class Engine:
         if failure is not None:
             core.drop(failure, src, type=pkt.type.json_name)
             core.event(EventKind.AUTH_FAILURE, src=src, reason=failure, type=pkt.type.json_name)
-            error_indication.send(core, pkt, data, src, ErrorCode.AUTHENTICATION_FAILURE, now)
+            error_indication.send(
+                core, pkt, data, src, ErrorCode.AUTHENTICATION_FAILURE, now, auth.find(pkt)
+            )
             return
         ptype = pkt.type
         if ptype in _REPLIES and pkt.src_proto in core.own.values():

@@ -4,8 +4,10 @@ Sent to the node the offending packet came from, quoting it (at most
 ``ERROR_PAYLOAD_MAX`` octets), never in answer to an Error Indication, and at most
 ``limits.errors_per_s`` per source so a flood of bad packets cannot make us one.
 Codes are RFC 2332's: 1 unrecognized extension, 3 loop detected, 11 authentication
-failure, 15 hop count exceeded. Our authentication extension is added like on every
-packet we send.
+failure, 15 hop count exceeded. The error offset names where in the quoted packet the
+fault is: the unrecognized extension, the Forward Transit record holding us, the
+authentication extension (ar$extoff when it is missing), ar$hopcnt. Our
+authentication extension is added like on every packet we send.
 
 An Error Indication about one of our requests ends that request (it is an answer); an
 NHS relays one addressed to a registered client.
@@ -17,11 +19,13 @@ from ..wire import (
     Address,
     DecodeError,
     ErrorCode,
+    Extension,
     Packet,
     PacketType,
     UnknownExtension,
     decode,
     encode,
+    extension_offsets,
 )
 from .actions import EventKind, MappingType
 from .core import Core, relayed
@@ -30,9 +34,16 @@ from .timers import DEFAULT_HOP_COUNT, ERROR_PAYLOAD_MAX
 
 
 def send(
-    core: Core, pkt: Packet | None, data: bytes | None, src: Address, code: int, now: float
+    core: Core,
+    pkt: Packet | None,
+    data: bytes | None,
+    src: Address,
+    code: int,
+    now: float,
+    at: Extension | int = 0,
 ) -> None:
-    """Tell ``src`` that its packet (``pkt``, or the raw ``data``) was refused."""
+    """Tell ``src`` that its packet (``pkt``, received as ``data``) was refused because
+    of ``at``: one of its extensions, or the offset of a fixed-header field."""
     if pkt is not None and pkt.type == PacketType.ERROR_INDICATION:
         return
     if not core.err_limiter.allow(src, now):
@@ -54,6 +65,7 @@ def send(
         own,
         pkt.src_proto,
         error_code=int(code),
+        error_offset=at if isinstance(at, int) else _offset_of(pkt, data, at),
         payload=data[:ERROR_PAYLOAD_MAX],
         extensions=core.extensions(),
     )
@@ -61,12 +73,22 @@ def send(
     core.stats.counters[f"error_indication_sent_{int(code)}"] += 1
 
 
+def _offset_of(pkt: Packet, data: bytes, ext: Extension) -> int:
+    """Where ``ext``, one of ``pkt``'s extensions, starts in ``data`` (0 if it cannot be
+    found: the offset is advice to the sender, never worth failing for)."""
+    for i, candidate in enumerate(pkt.extensions):
+        if candidate is ext:
+            offsets = extension_offsets(data)
+            return offsets[i] if i < len(offsets) else 0
+    return 0
+
+
 def refuse_unknown_compulsory(core: Core, pkt: Packet, src: Address, now: float) -> bool:
     """RFC 2332 §5.3: the responder answers an unknown compulsory extension with code 1."""
     for ext in pkt.extensions:
         if isinstance(ext, UnknownExtension) and ext.compulsory:
             core.drop(Drop.UNKNOWN_COMPULSORY_EXTENSION, src, ext_type=ext.type)
-            send(core, pkt, None, src, ErrorCode.UNRECOGNIZED_EXTENSION, now)
+            send(core, pkt, None, src, ErrorCode.UNRECOGNIZED_EXTENSION, now, ext)
             return True
     return False
 

@@ -39,6 +39,7 @@ from ..wire import (
 )
 from ..wire.constants import (
     FLAG_NAT_CAPABLE,
+    HOP_COUNT_OFFSET,
     RES_FLAG_AUTHORITATIVE,
     RES_FLAG_ROUTER,
     RES_FLAG_STABLE_SOURCE,
@@ -346,7 +347,13 @@ class Resolver:
                     if c.client_proto == own or c.client_nbma == core.nbma:
                         core.drop(Drop.LOOP_DETECTED, src, target=pkt.dst_proto)
                         error_indication.send(
-                            core, pkt, None, self._error_to(pkt, src), ErrorCode.LOOP_DETECTED, now
+                            core,
+                            pkt,
+                            None,
+                            self._error_to(pkt, src),
+                            ErrorCode.LOOP_DETECTED,
+                            now,
+                            ext,
                         )
                         return
                 first_hop = not ext.cies
@@ -361,7 +368,13 @@ class Resolver:
         if pkt.hop_count <= 1:
             core.drop(Drop.HOP_COUNT_EXCEEDED, src, target=pkt.dst_proto)
             error_indication.send(
-                core, pkt, None, self._error_to(pkt, src), ErrorCode.HOP_COUNT_EXCEEDED, now
+                core,
+                pkt,
+                None,
+                self._error_to(pkt, src),
+                ErrorCode.HOP_COUNT_EXCEEDED,
+                now,
+                HOP_COUNT_OFFSET,
             )
             return
         if first_hop and core.config.nat:

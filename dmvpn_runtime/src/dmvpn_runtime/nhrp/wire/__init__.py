@@ -1,6 +1,6 @@
 """NHRP wire codec (RFC 2332 + draft-detienne-dmvpn): the model, decode and encode."""
 
-from .codec import decode, encode, intern_address
+from .codec import decode, encode, extension_offsets, intern_address
 from .constants import (
     Afn,
     CieCode,
@@ -57,6 +57,7 @@ __all__ = [
     "VendorPrivate",
     "decode",
     "encode",
+    "extension_offsets",
     "intern_address",
     "with_end",
 ]

@@ -22,6 +22,7 @@ from .constants import (
     EXT_HEADER_LEN,
     EXT_RESERVED_BIT,
     EXT_TYPE_MASK,
+    EXTENSION_OFFSET_OFFSET,
     FIXED_HEADER_LEN,
     MANDATORY_FIXED_LEN,
     MAX_PACKET_LEN,
@@ -482,6 +483,25 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         reserved,
         extensions,
     )
+
+
+def extension_offsets(data: bytes | bytearray | memoryview) -> list[int]:
+    """Where each extension of the packet ``data`` starts, in octets from its start and
+    in the order :func:`decode` lists them: what an Error Indication's offset names
+    (RFC 2332 §5.2.7). Stops at the first extension that does not fit."""
+    data = bytes(data)
+    if len(data) < FIXED_HEADER_LEN:
+        return []
+    pktsz = min(_U16.unpack_from(data, 10)[0], len(data))
+    pos = _U16.unpack_from(data, EXTENSION_OFFSET_OFFSET)[0]
+    offsets: list[int] = []
+    while pos and pos + EXT_HEADER_LEN <= pktsz:
+        word, length = _EXT.unpack_from(data, pos)
+        offsets.append(pos)
+        if word & EXT_TYPE_MASK == _EXT_END:
+            break
+        pos += EXT_HEADER_LEN + length
+    return offsets
 
 
 # --- encode --------------------------------------------------------------------------

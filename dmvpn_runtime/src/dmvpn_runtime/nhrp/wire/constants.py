@@ -15,6 +15,9 @@ MANDATORY_FIXED_LEN = 8  # src/dst proto len, flags, request id (§5.2.0.1)
 CIE_FIXED_LEN = 12  # RFC 2332 §5.2.0.1
 EXT_HEADER_LEN = 4  # C|u|type (16) + length (16), RFC 2332 §5.3
 MAX_PACKET_LEN = 0xFFFF
+# Offsets of fixed-header fields an Error Indication may point at (RFC 2332 §5.1).
+HOP_COUNT_OFFSET = 9  # ar$hopcnt
+EXTENSION_OFFSET_OFFSET = 14  # ar$extoff: "the extensions", when the one wanted is absent
 
 
 class PacketType(enum.IntEnum):
