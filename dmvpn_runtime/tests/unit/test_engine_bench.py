@@ -21,3 +21,17 @@ def test_small_fleet_registers_and_resolves_completely(capsys) -> None:
 def test_with_authentication(capsys) -> None:
     assert main(["--spokes", "20", "--auth", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["authentication"] is True
+
+
+def test_repeat_reports_the_median_of_fresh_processes(capsys) -> None:
+    assert main(["--spokes", "30", "--repeat", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["repeat"] == 3 and len(result["runs"]) == 3 and result["complete"] is True
+    per_run = sorted(r["resolutions_per_s"] for r in result["runs"])
+    assert result["resolutions_per_s"] == per_run[1]  # the median run, not the first
+    assert result["registered_at_hub"] == result["resolved"] == 30
+
+
+def test_bad_repeat_is_a_usage_error(capsys) -> None:
+    assert main(["--repeat", "0"]) == 2
+    assert "--repeat" in capsys.readouterr().err
