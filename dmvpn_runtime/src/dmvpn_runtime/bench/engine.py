@@ -247,7 +247,7 @@ def repeated(spokes: int, auth: bool, repeat: int) -> dict:
     little either way."""
     command = [sys.executable, "-m", "dmvpn_runtime.bench", "engine", "--spokes", str(spokes)]
     runs = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         out = subprocess.run(
             [*command, *(["--auth"] if auth else []), "--json"],
             check=False,
