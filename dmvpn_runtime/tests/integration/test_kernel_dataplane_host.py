@@ -170,15 +170,16 @@ def test_nflog_config_and_parse_against_the_kernel(netns_pair: tuple[str, str]) 
     a = netns_pair[0]
     code = f"""
 import socket, struct, subprocess
-from dmvpn_runtime.dataplane import kernel as k
-nl = k._Netlink(k.NETLINK_NETFILTER)
-bind = k._attr(k.NFULA_CFG_CMD, struct.pack("=B", k.NFULNL_CFG_CMD_BIND))
-nl.request(k.nflog_config_request(4660, nl.next_seq(), bind))
-mode = k._attr(k.NFULA_CFG_MODE, struct.pack("!IBx", 0xFFFF, k.NFULNL_COPY_PACKET))
-nl.request(k.nflog_config_request(4660, nl.next_seq(), mode))
-other = k._Netlink(k.NETLINK_NETFILTER)
+from dmvpn_runtime import ippacket
+from dmvpn_runtime.dataplane.kernel import messages as msg, sockets
+nl = sockets.RequestSocket(sockets.NETLINK_NETFILTER)
+bind = msg.attribute(msg.NFULA_CFG_CMD, struct.pack("=B", msg.NFULNL_CFG_CMD_BIND))
+nl.request(msg.nflog_config_request(4660, nl.next_seq(), bind))
+mode = msg.attribute(msg.NFULA_CFG_MODE, struct.pack("!IBx", 0xFFFF, msg.NFULNL_COPY_PACKET))
+nl.request(msg.nflog_config_request(4660, nl.next_seq(), mode))
+other = sockets.RequestSocket(sockets.NETLINK_NETFILTER)
 try:
-    other.request(k.nflog_config_request(4660, other.next_seq(), bind))
+    other.request(msg.nflog_config_request(4660, other.next_seq(), bind))
     print("second bind succeeded")
 except OSError as exc:
     print("second bind", exc.errno)
@@ -195,9 +196,9 @@ try:
 except PermissionError:  # the rule drops the original, as the multicast rule does
     print("sender saw EPERM")
 nl.sock.settimeout(5)
-for p in k.parse_nflog(nl.sock.recv(65536)):
+for p in msg.parse_nflog(nl.sock.recv(65536)):
     print(p.group, p.prefix, p.outdev == socket.if_nametoindex("v0"), len(p.payload),
-          k.inner_addresses(p.payload))
+          ippacket.inner_addresses(p.payload))
 """
     out = nsexec(a, sys.executable, "-c", code)
     assert "second bind 1" in out, out  # EPERM: the group belongs to another socket

@@ -12,8 +12,10 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from dmvpn_runtime import ippacket
 from dmvpn_runtime.dataplane import kernel
 from dmvpn_runtime.dataplane.base import DataPlaneConfig, DataPlaneUnavailable, NullSink
+from dmvpn_runtime.dataplane.kernel import messages as msg
 
 
 def cfg(**kw: object) -> DataPlaneConfig:
@@ -32,50 +34,48 @@ def nlmsg(kind: int, body: bytes, seq: int = 7) -> bytes:
 
 
 def test_neighbour_events_are_parsed() -> None:
-    ndmsg = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, 9, kernel.NUD_INCOMPLETE, 0, 1)
-    get = nlmsg(kernel.RTM_GETNEIGH, ndmsg + kernel._attr(kernel.NDA_DST, bytes([10, 99, 0, 12])))
-    ndmsg6 = struct.pack("=BBHiHBB", socket.AF_INET6, 0, 0, 9, kernel.NUD_FAILED, 0, 1)
+    ndmsg = struct.pack("=BBHiHBB", socket.AF_INET, 0, 0, 9, msg.NUD_INCOMPLETE, 0, 1)
+    get = nlmsg(msg.RTM_GETNEIGH, ndmsg + msg.attribute(msg.NDA_DST, bytes([10, 99, 0, 12])))
+    ndmsg6 = struct.pack("=BBHiHBB", socket.AF_INET6, 0, 0, 9, msg.NUD_FAILED, 0, 1)
     dst6 = IPv6Address("fd00:99::12").packed
-    new = nlmsg(kernel.RTM_NEWNEIGH, ndmsg6 + kernel._attr(kernel.NDA_DST, dst6))
+    new = nlmsg(msg.RTM_NEWNEIGH, ndmsg6 + msg.attribute(msg.NDA_DST, dst6))
     other = nlmsg(16, b"\0" * 16)  # RTM_NEWLINK: skipped
-    events = list(kernel.parse_neigh_events(get + other + new))
+    events = list(msg.parse_neigh_events(get + other + new))
     assert events == [
-        kernel.NeighEvent(kernel.RTM_GETNEIGH, 9, kernel.NUD_INCOMPLETE, IPv4Address("10.99.0.12")),
-        kernel.NeighEvent(kernel.RTM_NEWNEIGH, 9, kernel.NUD_FAILED, IPv6Address("fd00:99::12")),
+        msg.NeighEvent(msg.RTM_GETNEIGH, 9, msg.NUD_INCOMPLETE, IPv4Address("10.99.0.12")),
+        msg.NeighEvent(msg.RTM_NEWNEIGH, 9, msg.NUD_FAILED, IPv6Address("fd00:99::12")),
     ]
-    assert list(kernel.parse_neigh_events(get[:-3])) == []  # truncated: nothing, no error
+    assert list(msg.parse_neigh_events(get[:-3])) == []  # truncated: nothing, no error
 
 
 def test_neighbour_table_request_asks_for_application_probes_only() -> None:
-    msg = kernel.neigh_table_request(socket.AF_INET, 5, seq=3)
-    length, kind, flags, seq, _port = struct.unpack_from("=IHHII", msg)
-    assert (length, kind, seq) == (len(msg), kernel.RTM_SETNEIGHTBL, 3)
-    assert flags & kernel.NLM_F_ACK
-    attrs = dict(kernel._attrs(msg, 20, len(msg)))
-    assert attrs[kernel.NDTA_NAME] == b"arp_cache\0"
-    parms = {
-        k: struct.unpack("=I", v)[0] for k, v in kernel._attrs(attrs[kernel.NDTA_PARMS], 0, 999)
-    }
+    request = msg.neigh_table_request(socket.AF_INET, 5, seq=3)
+    length, kind, flags, seq, _port = struct.unpack_from("=IHHII", request)
+    assert (length, kind, seq) == (len(request), msg.RTM_SETNEIGHTBL, 3)
+    assert flags & msg.NLM_F_ACK
+    attrs = dict(msg.attributes(request, 20, len(request)))
+    assert attrs[msg.NDTA_NAME] == b"arp_cache\0"
+    parms = {k: struct.unpack("=I", v)[0] for k, v in msg.attributes(attrs[msg.NDTA_PARMS], 0, 999)}
     assert parms == {
-        kernel.NDTPA_IFINDEX: 5,
-        kernel.NDTPA_APP_PROBES: kernel.APP_PROBES,
-        kernel.NDTPA_UCAST_PROBES: 0,
-        kernel.NDTPA_MCAST_PROBES: 0,
+        msg.NDTPA_IFINDEX: 5,
+        msg.NDTPA_APP_PROBES: msg.APP_PROBES,
+        msg.NDTPA_UCAST_PROBES: 0,
+        msg.NDTPA_MCAST_PROBES: 0,
     }
-    msg6 = kernel.neigh_table_request(socket.AF_INET6, 5, seq=4)
-    assert dict(kernel._attrs(msg6, 20, len(msg6)))[kernel.NDTA_NAME] == b"ndisc_cache\0"
+    msg6 = msg.neigh_table_request(socket.AF_INET6, 5, seq=4)
+    assert dict(msg.attributes(msg6, 20, len(msg6)))[msg.NDTA_NAME] == b"ndisc_cache\0"
 
 
 def nflog_packet(group: int, prefix: str, payload: bytes, hwaddr: bytes | None) -> bytes:
     body = struct.pack("=BBH", socket.AF_INET, 0, socket.htons(group))
-    body += kernel._attr(kernel.NFULA_PACKET_HDR, struct.pack("!HBx", 0x0800, 2))
-    body += kernel._attr(kernel.NFULA_PREFIX, prefix.encode() + b"\0")
-    body += kernel._attr(kernel.NFULA_IFINDEX_INDEV, struct.pack("!I", 9))
-    body += kernel._attr(kernel.NFULA_IFINDEX_OUTDEV, struct.pack("!I", 9))
+    body += msg.attribute(msg.NFULA_PACKET_HDR, struct.pack("!HBx", 0x0800, 2))
+    body += msg.attribute(msg.NFULA_PREFIX, prefix.encode() + b"\0")
+    body += msg.attribute(msg.NFULA_IFINDEX_INDEV, struct.pack("!I", 9))
+    body += msg.attribute(msg.NFULA_IFINDEX_OUTDEV, struct.pack("!I", 9))
     if hwaddr is not None:
         hw = struct.pack("!HH", len(hwaddr), 0) + hwaddr.ljust(8, b"\0")
-        body += kernel._attr(kernel.NFULA_HWADDR, hw)
-    body += kernel._attr(kernel.NFULA_PAYLOAD, payload)
+        body += msg.attribute(msg.NFULA_HWADDR, hw)
+    body += msg.attribute(msg.NFULA_PAYLOAD, payload)
     return nlmsg((4 << 8) | 0, body)
 
 
@@ -89,7 +89,7 @@ def test_nflog_packets_are_parsed() -> None:
     inner = ipv4_packet("10.99.0.11", "10.99.0.12")
     buf = nflog_packet(0x4D07, kernel.PREFIX_HAIRPIN, inner[:128], bytes([192, 0, 2, 11]))
     buf += nflog_packet(0x4D07, kernel.PREFIX_MULTICAST, inner, None)
-    hp, mc = kernel.parse_nflog(buf)
+    hp, mc = msg.parse_nflog(buf)
     assert (hp.group, hp.prefix, hp.hw_protocol, hp.indev, hp.outdev) == (
         0x4D07,
         kernel.PREFIX_HAIRPIN,
@@ -98,20 +98,20 @@ def test_nflog_packets_are_parsed() -> None:
         9,
     )
     assert hp.hwaddr == bytes([192, 0, 2, 11])
-    assert kernel.inner_addresses(hp.payload) == (
+    assert ippacket.inner_addresses(hp.payload) == (
         IPv4Address("10.99.0.11"),
         IPv4Address("10.99.0.12"),
     )
     assert mc.hwaddr is None and mc.payload == inner
     config_ack = nlmsg(2, struct.pack("=i", 0) + b"\0" * 16)
-    assert list(kernel.parse_nflog(config_ack)) == []
+    assert list(msg.parse_nflog(config_ack)) == []
 
 
 def test_inner_addresses() -> None:
     six = bytes([0x60]) + bytes(7) + IPv6Address("fd00::1").packed + IPv6Address("ff02::5").packed
-    assert kernel.inner_addresses(six) == (IPv6Address("fd00::1"), IPv6Address("ff02::5"))
-    assert kernel.inner_addresses(b"\x45" + bytes(10)) is None
-    assert kernel.inner_addresses(b"") is None
+    assert ippacket.inner_addresses(six) == (IPv6Address("fd00::1"), IPv6Address("ff02::5"))
+    assert ippacket.inner_addresses(b"\x45" + bytes(10)) is None
+    assert ippacket.inner_addresses(b"") is None
 
 
 def test_ruleset_of_a_spoke_and_of_a_hub() -> None:
@@ -138,22 +138,22 @@ def test_table_names_are_identifiers() -> None:
 
 
 def counter_expr(packets: int, octets: int) -> bytes:
-    data = kernel._attr(kernel.NFTA_COUNTER_BYTES, struct.pack("!Q", octets))
-    data += kernel._attr(kernel.NFTA_COUNTER_PACKETS, struct.pack("!Q", packets))
-    return kernel._attr(kernel.NFTA_EXPR_NAME, b"counter\0") + kernel._attr(
-        kernel.NFTA_EXPR_DATA | kernel.NLA_F_NESTED, data
+    data = msg.attribute(msg.NFTA_COUNTER_BYTES, struct.pack("!Q", octets))
+    data += msg.attribute(msg.NFTA_COUNTER_PACKETS, struct.pack("!Q", packets))
+    return msg.attribute(msg.NFTA_EXPR_NAME, b"counter\0") + msg.attribute(
+        msg.NFTA_EXPR_DATA | msg.NLA_F_NESTED, data
     )
 
 
 def set_element(key: bytes, expr: bytes, listed: bool = False) -> bytes:
-    body = kernel._attr(kernel.NFTA_SET_ELEM_KEY, kernel._attr(kernel.NFTA_DATA_VALUE, key))
+    body = msg.attribute(msg.NFTA_SET_ELEM_KEY, msg.attribute(msg.NFTA_DATA_VALUE, key))
     if listed:  # several expressions per element come as a list
-        body += kernel._attr(
-            kernel.NFTA_SET_ELEM_EXPRESSIONS, kernel._attr(kernel.NFTA_LIST_ELEM, expr)
+        body += msg.attribute(
+            msg.NFTA_SET_ELEM_EXPRESSIONS, msg.attribute(msg.NFTA_LIST_ELEM, expr)
         )
     else:
-        body += kernel._attr(kernel.NFTA_SET_ELEM_EXPR, expr)
-    return kernel._attr(kernel.NFTA_LIST_ELEM, body)
+        body += msg.attribute(msg.NFTA_SET_ELEM_EXPR, expr)
+    return msg.attribute(msg.NFTA_LIST_ELEM, body)
 
 
 def test_set_counters_are_parsed_from_a_netlink_dump() -> None:
@@ -161,11 +161,11 @@ def test_set_counters_are_parsed_from_a_netlink_dump() -> None:
     elements += set_element(bytes([192, 0, 2, 12]), counter_expr(1, 58), listed=True)
     elements += set_element(bytes([192, 0, 2, 13]), b"")  # no counter: skipped
     body = struct.pack("=BBH", 1, 0, 0)
-    body += kernel._attr(kernel.NFTA_SET_ELEM_LIST_TABLE, b"dmvpn_dmvpn0\0")
-    body += kernel._attr(kernel.NFTA_SET_ELEM_LIST_SET, b"tx4\0")
-    body += kernel._attr(kernel.NFTA_SET_ELEM_LIST_ELEMENTS, elements)
-    buf = nlmsg((10 << 8) | kernel.NFT_MSG_NEWSETELEM, body) + nlmsg(kernel.NLMSG_DONE, b"\0" * 4)
-    assert list(kernel.parse_set_counters(buf)) == [
+    body += msg.attribute(msg.NFTA_SET_ELEM_LIST_TABLE, b"dmvpn_dmvpn0\0")
+    body += msg.attribute(msg.NFTA_SET_ELEM_LIST_SET, b"tx4\0")
+    body += msg.attribute(msg.NFTA_SET_ELEM_LIST_ELEMENTS, elements)
+    buf = nlmsg((10 << 8) | msg.NFT_MSG_NEWSETELEM, body) + nlmsg(msg.NLMSG_DONE, b"\0" * 4)
+    assert list(msg.parse_set_counters(buf)) == [
         (bytes([192, 0, 2, 11]), 5, 560),
         (bytes([192, 0, 2, 12]), 1, 58),
     ]

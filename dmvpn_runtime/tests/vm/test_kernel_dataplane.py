@@ -11,7 +11,9 @@ Topology (namespaces ``kdp-<run>-<host>``, every veth created inside them):
     s2 ─┘
 
 NBMA 192.0.2.{1,11,12}, overlay 10.99.0.{1,11,12}/24 and fd00:99::{1,11,12}/64 on the
-GRE link ``dmvpn0`` with key 42.
+GRE link ``dmvpn0`` with key 42: the address plan and plane specs of the userspace
+data-plane tests (``integration/dataplane/dataplane_netns.py``, IPv4 NBMA only here;
+conftest.py puts it on the path).
 
 All data planes live in the pytest process, each in its node's namespace: every call
 into a plane runs with the calling thread switched into that namespace (``setns``), so
@@ -37,6 +39,7 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
+from dataplane_netns import HOSTS, TUNNEL, mesh_mappings, nbma4, overlay4, overlay6, spec
 
 from dmvpn_runtime.dataplane.base import (
     DataPlaneConfig,
@@ -57,10 +60,7 @@ pytestmark = [
     ),
 ]
 
-TUNNEL = "dmvpn0"
-KEY = 42
 TABLE = "dmvpn_dmvpn0"
-HOSTS = {"hub": 1, "s1": 11, "s2": 12}
 WAIT = 20.0  # seconds to wait for a notice; QEMU without KVM is slow
 CLONE_NEWNET = 0x40000000
 
@@ -73,23 +73,21 @@ def setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def nbma(host: str) -> str:
-    return f"192.0.2.{HOSTS[host]}"
-
-
-def ov4(host: str) -> str:
-    return f"10.99.0.{HOSTS[host]}"
-
-
-def ov6(host: str) -> str:
-    return f"fd00:99::{HOSTS[host]}"
-
-
 def _run(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}: rc {done.returncode}\n{done.stdout}{done.stderr}")
     return done
+
+
+def plane_spec(host: str, **spec_args: Any) -> dict[str, Any]:
+    """The userspace tests' runner spec for ``host`` (dataplane_netns), with IPv4 NBMA
+    only: ip_gre has no multipoint IPv6 transport."""
+    return spec(host, families=(4,), **spec_args)
+
+
+def plane_config(host: str, **config: Any) -> DataPlaneConfig:
+    return DataPlaneConfig.from_dict(plane_spec(host, **config)["config"])
 
 
 class Topology:
@@ -127,7 +125,7 @@ class Topology:
             _run("ip", "link", "add", "wan0", "netns", ns, "type", "veth",
                  "peer", "name", port, "netns", wan)  # fmt: skip
             _run("ip", "-n", wan, "link", "set", port, "master", "br0", "up")
-            _run("ip", "-n", ns, "addr", "add", f"{nbma(host)}/24", "dev", "wan0")
+            _run("ip", "-n", ns, "addr", "add", f"{nbma4(host)}/24", "dev", "wan0")
             _run("ip", "-n", ns, "link", "set", "wan0", "up")
         self.sh("hub", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 
@@ -199,32 +197,22 @@ class Mesh:
         self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.nodes: dict[str, Node] = {}
 
-    def add(
-        self,
-        host: str,
-        *,
-        mappings: dict[str, str] | None = None,
-        routes: dict[str, str] | None = None,
-        multicast: list[str] | None = None,
-        **config: Any,
-    ) -> Node:
-        values: dict[str, Any] = {
-            "tunnel": TUNNEL,
-            "key": KEY,
-            "role": "hub" if host == "hub" else "spoke",
-            "local_nbma": [nbma(host)],
-            "overlay": [f"{ov4(host)}/24", f"{ov6(host)}/64"],
-        }
-        values.update(config)
-        node = Node(self.topo, host, DataPlaneConfig.from_dict(values), self.home)
+    def add(self, host: str, mapped: tuple[str, ...] = (), **spec_args: Any) -> Node:
+        """``host``'s plane, opened with the mappings, routes and multicast targets of
+        ``plane_spec(host, **spec_args)``; each ``mapped`` peer's overlay addresses are
+        mapped to its NBMA address."""
+        if mapped:
+            spec_args["mappings"] = mesh_mappings(host, mapped)
+        plan = plane_spec(host, **spec_args)
+        node = Node(self.topo, host, DataPlaneConfig.from_dict(plan["config"]), self.home)
         self.nodes[host] = node
         node("open")
-        for overlay, where in (mappings or {}).items():
+        for overlay, where in plan.get("mappings", {}).items():
             node("add_mapping", overlay, where)
-        for prefix, via in (routes or {}).items():
+        for prefix, via in plan.get("routes", {}).items():
             node("add_route", prefix, via)
-        if multicast is not None:
-            node("set_multicast_targets", multicast)
+        if "multicast" in plan:
+            node("set_multicast_targets", plan["multicast"])
         return node
 
     def pump(self, until: Callable[[], bool], timeout: float = WAIT) -> bool:
@@ -257,15 +245,6 @@ class Mesh:
             node.close()
         self.nodes.clear()
         os.close(self.home)
-
-
-def maps(*peers: str) -> dict[str, str]:
-    """Both overlay addresses of each peer mapped to its NBMA address."""
-    out = {}
-    for peer in peers:
-        out[ov4(peer)] = nbma(peer)
-        out[ov6(peer)] = nbma(peer)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -337,36 +316,36 @@ def test_create_auto_picks_the_kernel_plane_here(topo: Topology) -> None:
 
 
 def test_static_mappings_carry_ipv4_and_ipv6_overlay(topo: Topology, mesh: Mesh) -> None:
-    mesh.add("hub", mappings=maps("s1"))
-    mesh.add("s1", mappings=maps("hub"))
+    mesh.add("hub", mapped=("s1",))
+    mesh.add("s1", mapped=("hub",))
     neigh = topo.sh("s1", "ip", "neigh", "show", "dev", TUNNEL)
     assert "10.99.0.1 lladdr 192.0.2.1 PERMANENT" in neigh, neigh
     assert "fd00:99::1 lladdr 192.0.2.1 PERMANENT" in neigh, neigh
-    for host, dst in (("s1", ov4("hub")), ("s1", ov6("hub")), ("hub", ov4("s1"))):
+    for host, dst in (("s1", overlay4("hub")), ("s1", overlay6("hub")), ("hub", overlay4("s1"))):
         out = ping(topo, host, dst)
         assert " 0% packet loss" in out, out
     assert mesh.nodes["s1"]("mappings") == {
-        ip_address(ov4("hub")): ip_address(nbma("hub")),
-        ip_address(ov6("hub")): ip_address(nbma("hub")),
+        ip_address(overlay4("hub")): ip_address(nbma4("hub")),
+        ip_address(overlay6("hub")): ip_address(nbma4("hub")),
     }
 
 
 def test_gre_key_must_match(topo: Topology, mesh: Mesh) -> None:
-    mesh.add("hub", mappings=maps("s1"))
-    mesh.add("s1", mappings=maps("hub"), key=43)
-    out = topo.sh("s1", "ping", "-n", "-c", "2", "-W", "1", ov4("hub"), check=False)
+    mesh.add("hub", mapped=("s1",))
+    mesh.add("s1", mapped=("hub",), key=43)
+    out = topo.sh("s1", "ping", "-n", "-c", "2", "-W", "1", overlay4("hub"), check=False)
     assert "100% packet loss" in out, out
 
 
 def test_nhrp_bytes_arrive_with_the_nbma_source(topo: Topology, mesh: Mesh) -> None:
     hub, s1 = mesh.add("hub"), mesh.add("s1")  # NHRP needs no mappings
     payload = bytes(range(40))
-    s1("send_nhrp", nbma("hub"), payload)
+    s1("send_nhrp", nbma4("hub"), payload)
     got = mesh.wait("hub", "nhrp", data=payload)
-    assert got["src"] == nbma("s1") and got["protected"] is False
-    hub("send_nhrp", ip_address(nbma("s1")), b"\x00\x01" * 20)
+    assert got["src"] == nbma4("s1") and got["protected"] is False
+    hub("send_nhrp", ip_address(nbma4("s1")), b"\x00\x01" * 20)
     got = mesh.wait("s1", "nhrp", data=b"\x00\x01" * 20)
-    assert got["src"] == nbma("hub")
+    assert got["src"] == nbma4("hub")
     assert s1.stats().events["nhrp_out"] == 1
     assert hub.stats().events["nhrp_in"] == 1
 
@@ -376,7 +355,7 @@ def test_protected_mode_drops_gre_that_did_not_come_through_ipsec(
 ) -> None:
     mesh.add("hub", protected_ifname="ipsec0")
     s1 = mesh.add("s1")
-    s1("send_nhrp", nbma("hub"), b"\xaa" * 24)
+    s1("send_nhrp", nbma4("hub"), b"\xaa" * 24)
     assert not mesh.pump(lambda: bool(mesh.nodes["hub"].sink.find("nhrp")), timeout=3)
     rules = topo.sh("hub", "nft", "list", "chain", "inet", TABLE, "c_in")
     assert "packets 1 " in rules, rules  # the drop rule's counter
@@ -385,67 +364,67 @@ def test_protected_mode_drops_gre_that_did_not_come_through_ipsec(
 def test_unmapped_next_hop_is_reported_and_its_packets_wait(topo: Topology, mesh: Mesh) -> None:
     topo.sh("s2", "ip", "addr", "add", "10.50.0.1/32", "dev", "lo")
     try:
-        s1 = mesh.add("s1", routes={"10.50.0.0/24": ov4("s2")})
-        mesh.add("s2", mappings={ov4("s1"): nbma("s1")})
+        s1 = mesh.add("s1", routes={"10.50.0.0/24": overlay4("s2")})
+        mesh.add("s2", mappings={overlay4("s1"): nbma4("s1")})
         route = topo.sh("s1", "ip", "route", "show", "10.50.0.0/24")
-        assert f"via {ov4('s2')} dev {TUNNEL} proto 157" in route, route
+        assert f"via {overlay4('s2')} dev {TUNNEL} proto 157" in route, route
         probe = topo.popen("s1", "ping", "-n", "-c", "1", "-W", "10", "10.50.0.1")
-        mesh.wait("s1", "no_mapping", next_hop=ov4("s2"))
+        mesh.wait("s1", "no_mapping", next_hop=overlay4("s2"))
         # The mapping arrives while the kernel still queues the packet: it is sent.
-        s1("add_mapping", ov4("s2"), nbma("s2"))
+        s1("add_mapping", overlay4("s2"), nbma4("s2"))
         out, err = probe.communicate(timeout=60)
         assert probe.returncode == 0, out + err
         assert s1.stats().events["no_mapping_notices"] >= 1
-        assert ov4("s2") in topo.sh("s1", "ip", "neigh", "show", "nud", "permanent")
+        assert overlay4("s2") in topo.sh("s1", "ip", "neigh", "show", "nud", "permanent")
     finally:
         topo.sh("s2", "ip", "addr", "del", "10.50.0.1/32", "dev", "lo", check=False)
 
 
 def test_unmapped_ipv6_next_hop_is_reported(topo: Topology, mesh: Mesh) -> None:
-    mesh.add("s1", routes={"fd00:50::/64": ov6("s2")})
+    mesh.add("s1", routes={"fd00:50::/64": overlay6("s2")})
     probe = topo.popen("s1", "ping", "-n", "-c", "1", "-W", "3", "fd00:50::1")
     try:
-        mesh.wait("s1", "no_mapping", next_hop=ov6("s2"))
+        mesh.wait("s1", "no_mapping", next_hop=overlay6("s2"))
     finally:
         probe.communicate(timeout=60)
 
 
 def test_routes_and_mappings_are_replaced_and_removed(topo: Topology, mesh: Mesh) -> None:
-    s1 = mesh.add("s1", mappings=maps("s2"))
-    mesh.add("s2", mappings=maps("s1"))
-    s1("add_route", "10.60.0.0/16", ov4("s2"))
-    s1("add_route", "10.60.0.0/16", ov4("s2"))  # replace, not a second route
-    s1("add_route", "fd00:60::/64", ov6("s2"))
+    s1 = mesh.add("s1", mapped=("s2",))
+    mesh.add("s2", mapped=("s1",))
+    s1("add_route", "10.60.0.0/16", overlay4("s2"))
+    s1("add_route", "10.60.0.0/16", overlay4("s2"))  # replace, not a second route
+    s1("add_route", "fd00:60::/64", overlay6("s2"))
     assert "10.60.0.0/16" in topo.sh("s1", "ip", "route", "show", "proto", "157")
     assert "fd00:60::/64" in topo.sh("s1", "ip", "-6", "route", "show", "proto", "157")
     s1("remove_route", "10.60.0.0/16")
     s1("remove_route", "10.60.0.0/16")  # absent is not an error
     assert "10.60.0.0/16" not in topo.sh("s1", "ip", "route", "show", "proto", "157")
-    s1("remove_mapping", ov4("s2"))
-    s1("remove_mapping", ov4("s2"))  # absent is not an error
-    assert ov4("s2") not in topo.sh("s1", "ip", "neigh", "show", "dev", TUNNEL)
+    s1("remove_mapping", overlay4("s2"))
+    s1("remove_mapping", overlay4("s2"))  # absent is not an error
+    assert overlay4("s2") not in topo.sh("s1", "ip", "neigh", "show", "dev", TUNNEL)
     # Remapping (the peer moved) replaces the lladdr in place.
-    s1("add_mapping", ov4("s2"), "192.0.2.99")
-    s1("add_mapping", ov4("s2"), nbma("s2"))
-    out = ping(topo, "s1", ov4("s2"))
+    s1("add_mapping", overlay4("s2"), "192.0.2.99")
+    s1("add_mapping", overlay4("s2"), nbma4("s2"))
+    out = ping(topo, "s1", overlay4("s2"))
     assert " 0% packet loss" in out, out
 
 
 def test_hub_reports_hairpinned_traffic(topo: Topology, mesh: Mesh) -> None:
-    hub = mesh.add("hub", mappings=maps("s1", "s2"))
-    mesh.add("s1", mappings=maps("hub"), routes={f"{ov4('s2')}/32": ov4("hub")})
-    mesh.add("s2", mappings=maps("hub"), routes={f"{ov4('s1')}/32": ov4("hub")})
-    out = ping(topo, "s1", ov4("s2"))
+    hub = mesh.add("hub", mapped=("s1", "s2"))
+    mesh.add("s1", mapped=("hub",), routes={f"{overlay4('s2')}/32": overlay4("hub")})
+    mesh.add("s2", mapped=("hub",), routes={f"{overlay4('s1')}/32": overlay4("hub")})
+    out = ping(topo, "s1", overlay4("s2"))
     assert " 0% packet loss" in out, out  # through the hub
     # No ICMP redirect made s1 bypass the hub (that is NHRP's job, under its policy).
-    route = topo.sh("s1", "ip", "route", "get", ov4("s2"))
-    assert f"via {ov4('hub')}" in route and "redirected" not in route, route
-    notice = mesh.wait("hub", "hairpin", src=ov4("s1"), dst=ov4("s2"))
-    assert notice["in"] == nbma("s1") and notice["out"] == nbma("s2")
+    route = topo.sh("s1", "ip", "route", "get", overlay4("s2"))
+    assert f"via {overlay4('hub')}" in route and "redirected" not in route, route
+    notice = mesh.wait("hub", "hairpin", src=overlay4("s1"), dst=overlay4("s2"))
+    assert notice["in"] == nbma4("s1") and notice["out"] == nbma4("s2")
     head = notice["head"]
     assert head[0] == 0x45 and head[9] == 1 and len(head) <= 128  # IPv4 ICMP
-    back = mesh.wait("hub", "hairpin", src=ov4("s2"), dst=ov4("s1"))
-    assert back["in"] == nbma("s2") and back["out"] == nbma("s1")
+    back = mesh.wait("hub", "hairpin", src=overlay4("s2"), dst=overlay4("s1"))
+    assert back["in"] == nbma4("s2") and back["out"] == nbma4("s1")
     # Three echoes each way within a second or so: rate-limited per pair.
     assert len(hub.sink.find("hairpin")) <= 4, hub.sink.events
     assert "c_fwd" not in topo.sh("s1", "nft", "list", "table", "inet", TABLE)
@@ -495,14 +474,14 @@ def python_s(*args: str) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize(
-    ("group", "local"), [("239.1.2.3", ov4), ("ff05::1:3", ov6)], ids=["ipv4", "ipv6"]
+    ("group", "local"), [("239.1.2.3", overlay4), ("ff05::1:3", overlay6)], ids=["ipv4", "ipv6"]
 )
 def test_multicast_is_replicated_to_the_targets(
     topo: Topology, mesh: Mesh, group: str, local: Callable[[str], str]
 ) -> None:
-    hub = mesh.add("hub", mappings=maps("s1", "s2"), multicast=[nbma("s1"), nbma("s2")])
-    mesh.add("s1", mappings=maps("hub"), multicast=[nbma("hub")])
-    s2 = mesh.add("s2", mappings=maps("hub"))  # no targets: its multicast is dropped
+    hub = mesh.add("hub", mapped=("s1", "s2"), multicast=[nbma4("s1"), nbma4("s2")])
+    mesh.add("s1", mapped=("hub",), multicast=[nbma4("hub")])
+    s2 = mesh.add("s2", mapped=("hub",))  # no targets: its multicast is dropped
     receivers = {h: topo.popen(h, *python_s(RECEIVER, group, local(h))) for h in ("s1", "s2")}
     try:
         for proc in receivers.values():
@@ -525,24 +504,24 @@ def test_multicast_is_replicated_to_the_targets(
 
 
 def test_per_peer_counters_and_traffic_reports(topo: Topology, mesh: Mesh) -> None:
-    hub = mesh.add("hub", mappings=maps("s1"))
-    s1 = mesh.add("s1", mappings=maps("hub"), traffic_interval=1.0)
-    s1("send_nhrp", nbma("hub"), b"\xff" * 30)  # NHRP is not data traffic
-    ping(topo, "s1", ov4("hub"), count=5)
+    hub = mesh.add("hub", mapped=("s1",))
+    s1 = mesh.add("s1", mapped=("hub",), traffic_interval=1.0)
+    s1("send_nhrp", nbma4("hub"), b"\xff" * 30)  # NHRP is not data traffic
+    ping(topo, "s1", overlay4("hub"), count=5)
 
     def reported() -> tuple[int, int]:
-        got = s1.sink.find("traffic", peer=nbma("hub"))
+        got = s1.sink.find("traffic", peer=nbma4("hub"))
         return sum(e["packets"] for e in got), sum(e["bytes"] for e in got)
 
     mesh.pump(lambda: reported()[0] >= 5)
     assert reported() == (5, 5 * 84)  # 84-byte echo requests, inner bytes
-    peer = hub.stats().peers[ip_address(nbma("s1"))]
+    peer = hub.stats().peers[ip_address(nbma4("s1"))]
     assert (peer.rx_packets, peer.rx_bytes) == (5, 5 * 84), peer
     assert (peer.tx_packets, peer.tx_bytes) == (5, 5 * 84), peer
 
 
 def test_close_leaves_nothing(topo: Topology, mesh: Mesh) -> None:
-    hub = mesh.add("hub", mappings=maps("s1"), routes={"10.70.0.0/16": ov4("s1")})
+    hub = mesh.add("hub", mapped=("s1",), routes={"10.70.0.0/16": overlay4("s1")})
     assert len(leftovers(topo, "hub")) == 3  # link, table, route
     hub("close")
     hub("close")  # idempotent
@@ -553,13 +532,10 @@ def _crash_child(topo: Topology, host: str, write: int) -> None:
     """In a forked child: open a data plane in ``host``, report, wait to be killed."""
     try:
         setns(os.open(f"/run/netns/{topo.ns(host)}", os.O_RDONLY))
-        cfg = DataPlaneConfig.from_dict(
-            {"tunnel": TUNNEL, "key": KEY, "local_nbma": [nbma(host)], "overlay": ["10.99.0.11/24"]}
-        )
-        plane = KernelDataPlane(cfg, NullSink())
+        plane = KernelDataPlane(plane_config(host), NullSink())
         plane.open()
-        plane.add_mapping(ov4("hub"), nbma("hub"))
-        plane.add_route("10.80.0.0/16", ov4("hub"))
+        plane.add_mapping(overlay4("hub"), nbma4("hub"))
+        plane.add_route("10.80.0.0/16", overlay4("hub"))
         os.write(write, b"ok")
         time.sleep(300)
     except BaseException as exc:  # report anything to the parent
@@ -582,7 +558,7 @@ def test_cleanup_stale_after_a_crash(topo: Topology, mesh: Mesh) -> None:
         os.waitpid(pid, 0)
         os.close(read)
     assert len(leftovers(topo, "s1")) == 3
-    node = Node(topo, "s1", mesh_config("s1"), mesh.home)
+    node = Node(topo, "s1", plane_config("s1"), mesh.home)
     mesh.nodes["s1"] = node
     with pytest.raises(StaleStateError, match="already exists"):
         node("open")  # it does not take over what another instance made
@@ -595,21 +571,10 @@ def test_cleanup_stale_after_a_crash(topo: Topology, mesh: Mesh) -> None:
     assert leftovers(topo, "s1") == []
 
 
-def mesh_config(host: str, **kw: Any) -> DataPlaneConfig:
-    values: dict[str, Any] = {
-        "tunnel": TUNNEL,
-        "key": KEY,
-        "local_nbma": [nbma(host)],
-        "overlay": [f"{ov4(host)}/24"],
-    }
-    values.update(kw)
-    return DataPlaneConfig.from_dict(values)
-
-
 def test_cleanup_stale_refuses_a_foreign_link(topo: Topology, mesh: Mesh) -> None:
-    topo.sh("s2", "ip", "link", "add", TUNNEL, "type", "gre", "local", nbma("s2"))
+    topo.sh("s2", "ip", "link", "add", TUNNEL, "type", "gre", "local", nbma4("s2"))
     try:
-        node = Node(topo, "s2", mesh_config("s2"), mesh.home)
+        node = Node(topo, "s2", plane_config("s2"), mesh.home)
         mesh.nodes["s2"] = node
         with pytest.raises(StaleStateError, match="not ours"):
             node("cleanup_stale")

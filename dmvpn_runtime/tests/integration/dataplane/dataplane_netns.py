@@ -11,6 +11,9 @@ overlay 10.99.0.0/24 and fd00:99::/64 (same host numbers), LANs 10.1.{1,2}.0/24 
 fd01:{1,2}::/64 behind s1 and s2. Nothing is routed from the root namespace; every
 veth is created directly inside its namespaces. Each test starts the data-plane
 runners it needs (``start``) and they are stopped after it, even when it fails.
+
+The kernel data plane's VM tests (tests/vm/test_kernel_dataplane.py) use the same
+addresses, ``spec`` and ``mesh_mappings`` with IPv4 NBMA only, in their own namespaces.
 """
 
 from __future__ import annotations

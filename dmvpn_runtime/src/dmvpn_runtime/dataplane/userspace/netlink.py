@@ -13,6 +13,7 @@ import socket
 
 from pyroute2 import IPRoute
 
+from ..addresses import add_overlay_addresses
 from ..base import DataPlaneConfig, Network, StaleStateError
 from .tap import DEVICE_MAC, mac_text
 
@@ -23,7 +24,6 @@ ALIAS = "flexmesh-dmvpn userspace"
 # Route protocol number marking our routes (`ip route show proto 157`).
 ROUTE_PROTO = 157
 RTNH_F_ONLINK = 0x04
-IFA_F_NODAD = 0x02
 TXQLEN = 1000
 
 
@@ -50,14 +50,7 @@ def configure_device(ipr: IPRoute, index: int, config: DataPlaneConfig) -> None:
         ifalias=ALIAS,
     )
     ipr.link("set", index=index, state="up")
-    for iface in config.overlay:
-        ipr.addr(
-            "add",
-            index=index,
-            address=str(iface.ip),
-            prefixlen=iface.network.prefixlen,
-            flags=IFA_F_NODAD if iface.version == 6 else 0,
-        )
+    add_overlay_addresses(ipr, index, config)
 
 
 def _sysctl(tunnel: str, family: str, name: str, value: str) -> None:
