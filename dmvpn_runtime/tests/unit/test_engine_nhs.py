@@ -73,6 +73,16 @@ def test_accepted_registration_maps_the_client_and_echoes_extensions_in_order() 
     assert events(actions, "registration_up")
 
 
+def test_a_client_that_does_not_know_our_address_learns_it_from_the_reply() -> None:
+    """FRR's "nhs dynamic" spoke registers with its own address as the destination and
+    takes the NHS's overlay address from the reply's destination field."""
+    hub = started(hub_config())
+    request = replace(registration(), dst_proto=SPOKE_PROTO)
+    _dst, reply = only_sent(feed(hub, 1.0, SPOKE_NBMA, request))
+    assert [c.code for c in reply.cies] == [0, 0]
+    assert (reply.src_proto, reply.dst_proto) == (SPOKE_PROTO, HUB_PROTO)
+
+
 def test_natted_client_gets_its_post_nat_address_in_the_reply() -> None:
     hub = started(hub_config())
     dst, reply = only_sent(feed(hub, 1.0, NATTED, registration()))

@@ -262,10 +262,11 @@ class Core:
         flags: int,
         cies: tuple[Cie, ...],
         replace: dict[type, Extension | None],
+        dst_proto: Address | None = None,
     ) -> Packet:
         """The reply to ``request``: its afn, protocol type, source and destination
-        addresses and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a fresh hop count,
-        and its extensions echoed (:meth:`echo_extensions`)."""
+        addresses (or ``dst_proto``) and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a
+        fresh hop count, and its extensions echoed (:meth:`echo_extensions`)."""
         return Packet(
             ptype,
             request.afn,
@@ -273,7 +274,7 @@ class Core:
             DEFAULT_HOP_COUNT,
             request.src_nbma,
             request.src_proto,
-            request.dst_proto,
+            request.dst_proto if dst_proto is None else dst_proto,
             flags,
             request.request_id,
             cies,

@@ -245,7 +245,12 @@ class RegistrationServer:
             replace[NatAddress] = (
                 nat.with_observed(natx, pkt.src_proto, claimed, src) if core.config.nat else natx
             )
-        reply = core.reply(pkt, PacketType.REGISTRATION_REPLY, pkt.flags, cies, replace)
+        # Our own address as the destination, whatever the request had there: a client
+        # that registers before it knows its NHS's address puts its own there (FRR
+        # "nhs dynamic", RFC 2332 §5.2.3) and learns ours from the reply, as FRR's hub
+        # tells it. For a request addressed to us this changes nothing.
+        own = core.own[pkt.protocol_type]
+        reply = core.reply(pkt, PacketType.REGISTRATION_REPLY, pkt.flags, cies, replace, own)
         core.send(src, reply)
 
     # -- removal --------------------------------------------------------------------------
