@@ -125,6 +125,18 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert proc.returncode == 1 and "holdtime" in proc.stderr
 
 
+def test_register_prefixes_reaches_the_engine(tmp_path: Path) -> None:
+    """An operator facing a hub that refuses prefix CIEs (FRR) turns them off."""
+    from dmvpn_runtime.daemon.engine_config import engine_config
+
+    f = tmp_path / "dmvpn0.yaml"
+    f.write_text(GOOD)
+    assert engine_config(load(str(f))).register_prefixes is True
+    f.write_text(GOOD + "register_prefixes: false\n")
+    config = engine_config(load(str(f)))
+    assert config.register_prefixes is False and config.protected  # still answered for
+
+
 def test_docs_config_reference_is_current() -> None:
     doc = Path(__file__).resolve().parents[3] / "docs" / "config.md"
     assert config_reference() in doc.read_text(), "regenerate with: dmvpnd config-docs"

@@ -111,6 +111,14 @@ SCHEMA = Section(
             "resolutions (shortcuts use their length).",
         ),
         Key(
+            "register_prefixes",
+            boolean,
+            True,
+            help="Register `protected_prefixes` with the NHS, one CIE each, so the hub routes "
+            "them and answers for them. Turn off with a hub that accepts only the overlay "
+            "address (FRR nhrpd answers prefix CIEs with code 4, see docs/interop.md).",
+        ),
+        Key(
             "routes_via_nhs",
             list_of(ip_network),
             [],

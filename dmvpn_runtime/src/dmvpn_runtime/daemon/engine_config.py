@@ -34,6 +34,7 @@ def engine_config(config: Any) -> EngineConfig:
         addresses=overlay_addresses(v),
         role=role,
         protected=tuple(v["protected_prefixes"]),
+        register_prefixes=v["register_prefixes"],
         nhs=tuple(NhsConfig(n["proto"], n["nbma"], n["name"], n["priority"]) for n in v["nhs"]),
         holdtime=v["holdtime"],
         unique=v["unique"],
