@@ -8,6 +8,7 @@ from ipaddress import ip_address, ip_network
 from enginekit import (
     HUB_NBMA,
     HUB_PROTO,
+    SPOKE_LAN,
     SPOKE_NBMA,
     SPOKE_PROTO,
     events,
@@ -79,6 +80,26 @@ def test_registration_reply_refusing_one_prefix_is_logged() -> None:
     assert events(actions, "registration_up")
     refused = events(actions, "registration_refused")
     assert refused and refused[0].fields["code"] == 14
+    (nhs,) = spoke.nhs_states()
+    assert nhs.state == "registered" and nhs.refused == (f"{SPOKE_LAN} code 14",)
+
+
+def test_a_prefix_refused_on_every_refresh_is_logged_once_and_counted_each_time() -> None:
+    """FRR's NHS answers every prefix CIE with code 4: the log says so when it starts or
+    changes, not every holdtime/3; the counter keeps counting."""
+    spoke = Engine(spoke_config())
+    actions, now, logged = spoke.start(0.0), 0.0, []
+    for code in (4, 4, 14, 0):  # the first registration, then three refreshes
+        _dst, req = only_sent(actions)
+        cies = (req.cies[0], replace(req.cies[1], code=code))
+        reply = replace(req, type=PacketType.REGISTRATION_REPLY, cies=cies)
+        answered = spoke.packet_received(now + 0.1, HUB_NBMA, encode(reply))
+        logged += events(answered, "registration_refused")
+        now = spoke.next_deadline()  # the refresh, at holdtime/3
+        actions = spoke.timer_fired(now)
+    assert [e.fields["code"] for e in logged] == [4, 14]
+    assert spoke.stats()["counters"]["registration_cie_refused"] == 3
+    assert spoke.nhs_states()[0].refused == ()  # accepted at last
 
 
 def test_unanswered_purges_give_up() -> None:

@@ -49,6 +49,7 @@ SHOW: dict[str, tuple[str, list[tuple[str, str]]]] = {
             ("misses", "MISSES"),
             ("registered_until", "EXPIRES(s)"),
             ("post_nat", "OUR POST-NAT"),
+            ("refused", "REFUSED"),
         ],
     ),
     "shortcuts": (

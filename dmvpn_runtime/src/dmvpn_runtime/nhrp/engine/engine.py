@@ -366,6 +366,7 @@ class Engine:
                 st.misses,
                 st.post_nat,
                 nhc.active.get(st.config.proto.version) is st,
+                tuple(f"{p} code {c}" for p, c in st.refused_prefixes.items()),
             )
             for st in nhc.nhss
         ]

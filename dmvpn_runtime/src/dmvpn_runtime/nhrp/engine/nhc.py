@@ -22,7 +22,7 @@ with that registration's request id (Cisco rule) and try again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..wire import (
@@ -78,6 +78,9 @@ class NhsState:
     misses: int = 0
     down: bool = False
     refused: int = 0  # last refusal code
+    # CIEs the NHS refused in its last accepting reply ("prefix/len" -> code): logged when
+    # they change, not on every refresh (FRR refuses prefix CIEs every time).
+    refused_prefixes: dict[str, int] = field(default_factory=dict)
     post_nat: Address | None = None
     stale: bool = False  # IPsec went down: register as soon as it is back
     entry: CacheEntry | None = None  # the NHS mapping
@@ -353,15 +356,14 @@ class Registrar:
                 nbma=st.nbma,
                 holdtime=holding,
             )
-        for c in pkt.cies:
-            if not c.code:
-                continue
-            core.event(
-                EventKind.REGISTRATION_REFUSED,
-                nhs=st.config.proto,
-                prefix=f"{c.client_proto}/{c.prefix_length}",
-                code=c.code,
-            )
+        refusals = {f"{c.client_proto}/{c.prefix_length}": c.code for c in pkt.cies if c.code}
+        for prefix, code in refusals.items():
+            core.stats.counters["registration_cie_refused"] += 1
+            if st.refused_prefixes.get(prefix) != code:
+                core.event(
+                    EventKind.REGISTRATION_REFUSED, nhs=st.config.proto, prefix=prefix, code=code
+                )
+        st.refused_prefixes = refusals
         core.arm(("nhs", id(st)), now + holding / REFRESH_DIVISOR)
         core.arm(("nhs-exp", id(st)), st.registered_until)
 

@@ -48,6 +48,7 @@ class NhsView(_View):
     misses: int
     post_nat: Address | None
     active: bool
+    refused: tuple[str, ...] = ()  # "prefix/len code N" the NHS refused in its last reply
 
 
 @dataclass(frozen=True)
