@@ -240,6 +240,10 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
     }
 
 
+# Reported per run with --repeat, besides the targets: the other end-to-end figures.
+_SPREAD = ("resolutions_answered_per_s", "hub_resolutions_per_s")
+
+
 def repeated(spokes: int, auth: bool, repeat: int) -> dict:
     """``run`` in ``repeat`` fresh processes, one after the other (each its own heap, as
     a single run): every figure as the median run, with ``runs`` holding them all. The
@@ -267,10 +271,6 @@ def repeated(spokes: int, auth: bool, repeat: int) -> dict:
     result["repeat"] = repeat
     result["runs"] = [{k: r[k] for k in (*TARGETS, *_SPREAD)} for r in runs]
     return result
-
-
-# Reported per run with --repeat, besides the targets: the other end-to-end figures.
-_SPREAD = ("resolutions_answered_per_s", "hub_resolutions_per_s")
 
 
 def main(argv: list[str] | None = None) -> int:

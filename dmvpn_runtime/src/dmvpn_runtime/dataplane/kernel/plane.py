@@ -545,13 +545,5 @@ class KernelDataPlane(DataPlane):
     def ifindex(self) -> int:
         return self._ifindex
 
-    @property
-    def nflog_group(self) -> int:
-        return self._group
-
-    @property
-    def table(self) -> str:
-        return self._table
-
     def routes(self) -> set[Network]:
         return set(self._routes)

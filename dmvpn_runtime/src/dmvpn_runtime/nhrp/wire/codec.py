@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ...checksum import internet_checksum
 from .constants import (
@@ -226,7 +227,7 @@ class _Decoder:
         self.extensions_seen: dict[bytes, tuple[Extension, ...]] = {}
         # Decoded values keep the octets they came from: encode(decode(b)) == b, so a
         # CIE or extension echoed or forwarded is not encoded again.
-        self.encoder = _encoder(afn, proto, src_proto_len)
+        self.encoder = _ENCODERS[afn, proto, src_proto_len]
 
     def cie(self, data: bytes, pos: int, end: int) -> tuple[Cie, int]:
         if pos + CIE_FIXED_LEN > end:
@@ -360,21 +361,25 @@ def _remember(memo: dict, key: object, value: _T) -> _T:
     return value
 
 
-# One per (afn, protocol type, source protocol length) met: at most 2 * 2 * 2.
-_DECODERS: dict[tuple[int, int, int], _Decoder] = {}
+class _PerFamily(dict):
+    """The decoders or encoders, one per (afn, protocol type, source protocol length)
+    met (at most 2 * 2 * 2), made on first use: a plain subscript on the hot path."""
+
+    def __init__(self, make: Callable[[Afn, ProtocolType, int], Any]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: tuple[Afn, ProtocolType, int]) -> Any:
+        value = self[key] = self.make(*key)
+        return value
+
+
+_DECODERS: dict[tuple[Afn, ProtocolType, int], _Decoder] = _PerFamily(_Decoder)
 
 
 def clear_memos() -> None:
     """Forget what the decoders remember (benchmarks that price a cold codec)."""
     _DECODERS.clear()
-
-
-def _decoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Decoder:
-    key = (afn, proto, src_proto_len)
-    dec = _DECODERS.get(key)
-    if dec is None:
-        dec = _DECODERS[key] = _Decoder(afn, proto, src_proto_len)
-    return dec
 
 
 def _checksum_ok(data: bytes) -> bool:
@@ -439,7 +444,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         _proto_length(src_len, proto, pos, "source protocol address")  # raises
     if dst_len not in proto_ok:
         _proto_length(dst_len, proto, pos + 1, "destination protocol address")  # raises
-    dec = _decoder(afn, proto, src_len)
+    dec = _DECODERS[afn, proto, src_len]
     pos += MANDATORY_FIXED_LEN
     addr_end = pos + nbma_len + src_len + dst_len
     if addr_end > body_end:
@@ -660,16 +665,7 @@ _KNOWN_EXT_TYPES = frozenset(
     }
 )
 
-# One per (afn, protocol type, source protocol length) met: at most 2 * 2 * 2.
-_ENCODERS: dict[tuple[int, int, int], _Encoder] = {}
-
-
-def _encoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Encoder:
-    key = (afn, proto, src_proto_len)
-    enc = _ENCODERS.get(key)
-    if enc is None:
-        enc = _ENCODERS[key] = _Encoder(afn, proto, src_proto_len)
-    return enc
+_ENCODERS: dict[tuple[Afn, ProtocolType, int], _Encoder] = _PerFamily(_Encoder)
 
 
 # Model fields a packet type has no octets for: encode refuses them rather than drop them
@@ -723,7 +719,7 @@ def _encode(packet: Packet) -> bytes:
     src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
     src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
     dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
-    enc = _encoder(afn, proto, len(src_proto))
+    enc = _ENCODERS[afn, proto, len(src_proto)]
 
     out = bytearray(FIXED_HEADER_LEN)
     if ptype == PacketType.ERROR_INDICATION:
