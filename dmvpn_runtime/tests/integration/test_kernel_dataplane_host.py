@@ -171,13 +171,14 @@ def test_nflog_config_and_parse_against_the_kernel(netns_pair: tuple[str, str]) 
     code = f"""
 import socket, struct, subprocess
 from dmvpn_runtime import ippacket
+from dmvpn_runtime.dataplane import netlink
 from dmvpn_runtime.dataplane.kernel import messages as msg, sockets
-nl = sockets.RequestSocket(sockets.NETLINK_NETFILTER)
+nl = netlink.RequestSocket(sockets.NETLINK_NETFILTER)
 bind = msg.attribute(msg.NFULA_CFG_CMD, struct.pack("=B", msg.NFULNL_CFG_CMD_BIND))
 nl.request(msg.nflog_config_request(4660, nl.next_seq(), bind))
 mode = msg.attribute(msg.NFULA_CFG_MODE, struct.pack("!IBx", 0xFFFF, msg.NFULNL_COPY_PACKET))
 nl.request(msg.nflog_config_request(4660, nl.next_seq(), mode))
-other = sockets.RequestSocket(sockets.NETLINK_NETFILTER)
+other = netlink.RequestSocket(sockets.NETLINK_NETFILTER)
 try:
     other.request(msg.nflog_config_request(4660, other.next_seq(), bind))
     print("second bind succeeded")

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from dmvpn_runtime import ippacket
-from dmvpn_runtime.dataplane import kernel
+from dmvpn_runtime.dataplane import kernel, netlink
 from dmvpn_runtime.dataplane.base import DataPlaneConfig, DataPlaneUnavailable, NullSink
 from dmvpn_runtime.dataplane.kernel import messages as msg
 
@@ -164,7 +164,7 @@ def test_set_counters_are_parsed_from_a_netlink_dump() -> None:
     body += msg.attribute(msg.NFTA_SET_ELEM_LIST_TABLE, b"dmvpn_dmvpn0\0")
     body += msg.attribute(msg.NFTA_SET_ELEM_LIST_SET, b"tx4\0")
     body += msg.attribute(msg.NFTA_SET_ELEM_LIST_ELEMENTS, elements)
-    buf = nlmsg((10 << 8) | msg.NFT_MSG_NEWSETELEM, body) + nlmsg(msg.NLMSG_DONE, b"\0" * 4)
+    buf = nlmsg((10 << 8) | msg.NFT_MSG_NEWSETELEM, body) + nlmsg(netlink.NLMSG_DONE, b"\0" * 4)
     assert list(msg.parse_set_counters(buf)) == [
         (bytes([192, 0, 2, 11]), 5, 560),
         (bytes([192, 0, 2, 12]), 1, 58),

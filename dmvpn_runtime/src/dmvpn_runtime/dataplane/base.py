@@ -39,6 +39,10 @@ Address = IPv4Address | IPv6Address
 Interface = IPv4Interface | IPv6Interface
 Network = IPv4Network | IPv6Network
 
+# Route protocol number marking the shortcut routes a data plane installs
+# (`ip route show proto 157`); the route watcher leaves them out.
+ROUTE_PROTO = 157
+
 IFNAMSIZ = 16  # kernel limit including the terminating NUL
 GRE_PROTO_NHRP = 0x2001  # NHRP over GRE (draft-detienne-dmvpn §4, RFC 2332 §3)
 # Outer header bytes per NBMA family, plus the GRE header with and without key.

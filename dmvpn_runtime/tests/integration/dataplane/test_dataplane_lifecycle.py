@@ -24,7 +24,8 @@ from dmvpn_runtime.dataplane import (
     create,
     kernel,
 )
-from dmvpn_runtime.dataplane.userspace.netlink import ALIAS, ROUTE_PROTO
+from dmvpn_runtime.dataplane.base import ROUTE_PROTO
+from dmvpn_runtime.dataplane.userspace.netlink import ALIAS
 
 pytestmark = pytest.mark.integration
 

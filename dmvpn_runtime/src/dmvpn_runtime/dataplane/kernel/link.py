@@ -18,9 +18,15 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..addresses import add_overlay_addresses
-from ..base import DataPlaneConfig, DataPlaneError, DataPlaneUnavailable, StaleStateError
+from ..base import (
+    ROUTE_PROTO,
+    DataPlaneConfig,
+    DataPlaneError,
+    DataPlaneUnavailable,
+    StaleStateError,
+)
+from ..netlink import RequestSocket
 from .messages import GRE_FLAG_KEY, neigh_table_request
-from .sockets import RequestSocket
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +34,6 @@ log = logging.getLogger(__name__)
 # userspace data plane writes "flexmesh-dmvpn userspace"; both are ours).
 ALIAS = "flexmesh-dmvpn kernel"
 ALIAS_PREFIX = "flexmesh-dmvpn"
-# Route protocol number marking our routes (`ip route show proto 157`), as userspace.
-ROUTE_PROTO = 157
 TTL = 64
 
 IFF_UP = 0x1

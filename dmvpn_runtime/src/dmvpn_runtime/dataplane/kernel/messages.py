@@ -16,21 +16,21 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from ..base import Address
+from ..netlink import (
+    NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    attribute,
+    attributes,
+    message,
+    messages,
+)
 
 # The K bit of a GRE header: the link's i/oflags and the ruleset's key match.
 GRE_FLAG_KEY = 0x2000
 APP_PROBES = 3  # RTM_GETNEIGH requests, one per retrans_time (1 s): ~3 s of queueing
-
-# netlink
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_REPLACE = 0x100
-NLM_F_CREATE = 0x400
-NLM_F_DUMP = 0x300
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
 
 # rtnetlink: neighbours and neighbour tables
 RTM_NEWNEIGH = 28
@@ -88,61 +88,8 @@ NFTA_COUNTER_BYTES = 1
 NFTA_COUNTER_PACKETS = 2
 NFPROTO_INET = 1
 
-NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
-NLATTR = struct.Struct("=HH")
 NDMSG = struct.Struct("=BBHiHBB")
 NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big endian)
-_ERRNO = struct.Struct("=i")
-
-
-# ---------------------------------------------------------------------------------
-# framing
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def attribute(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 octets."""
-    raw = NLATTR.pack(NLATTR.size + len(payload), kind) + payload
-    return raw + bytes(_align(len(raw)) - len(raw))
-
-
-def attributes(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(type, payload) of each attribute in ``buf[start:end]``; stops at a malformed one."""
-    pos, end = start, min(end, len(buf))
-    while pos + NLATTR.size <= end:
-        length, kind = NLATTR.unpack_from(buf, pos)
-        if length < NLATTR.size or pos + length > end:
-            return
-        yield kind & NLA_TYPE_MASK, bytes(buf[pos + NLATTR.size : pos + length])
-        pos += _align(length)
-
-
-def messages(buf: bytes) -> Iterator[tuple[int, int, int, int, int]]:
-    """(type, flags, sequence, start, end) for each netlink message in ``buf``."""
-    pos = 0
-    while pos + NLMSGHDR.size <= len(buf):
-        length, kind, flags, seq, _port = NLMSGHDR.unpack_from(buf, pos)
-        if length < NLMSGHDR.size or pos + length > len(buf):
-            return
-        yield kind, flags, seq, pos + NLMSGHDR.size, pos + length
-        pos += _align(length)
-
-
-def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
-
-
-def sequence_of(msg: bytes) -> int:
-    """The sequence number in the header of ``msg``."""
-    return int(NLMSGHDR.unpack_from(msg)[3])
-
-
-def error_code(buf: bytes, start: int) -> int:
-    """The errno of the NLMSG_ERROR whose body starts at ``start`` (0: an ack)."""
-    return -int(_ERRNO.unpack_from(buf, start)[0])
 
 
 # ---------------------------------------------------------------------------------

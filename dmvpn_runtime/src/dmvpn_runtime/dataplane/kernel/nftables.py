@@ -20,6 +20,7 @@ import subprocess
 import zlib
 
 from ..base import DataPlaneConfig, DataPlaneError, Role, StaleStateError
+from ..netlink import RequestSocket
 from .messages import (
     GRE_FLAG_KEY,
     nft_delete_table_batch,
@@ -27,7 +28,7 @@ from .messages import (
     parse_set_counters,
     set_elements_dump_request,
 )
-from .sockets import NETLINK_NETFILTER, RequestSocket
+from .sockets import NETLINK_NETFILTER
 
 HAIRPIN_HEAD = 128  # octets of a hairpinned packet NFLOG copies (and the sink gets)
 PREFIX_HAIRPIN = "dmvpn-hp"

@@ -72,6 +72,7 @@ from pyroute2 import IPRoute
 
 from ...ippacket import inner_addresses
 from ..base import (
+    ROUTE_PROTO,
     Address,
     DataPlane,
     DataPlaneConfig,
@@ -85,12 +86,11 @@ from ..base import (
     as_address,
     as_network,
 )
+from ..netlink import NETLINK_ROUTE, NLM_F_CREATE, NLM_F_REPLACE, RequestSocket
 from .availability import available, unavailable_reason
 from .counters import PeerTraffic
-from .link import ROUTE_PROTO, add_gre_link, configure_link, delete_stale_link
+from .link import add_gre_link, configure_link, delete_stale_link
 from .messages import (
-    NLM_F_CREATE,
-    NLM_F_REPLACE,
     NUD_FAILED,
     RTM_DELNEIGH,
     RTM_GETNEIGH,
@@ -113,9 +113,7 @@ from .sockets import (
     ETH_P_IP,
     ETH_P_IPV6,
     ETH_P_NHRP,
-    NETLINK_ROUTE,
     PACKET_OUTGOING,
-    RequestSocket,
     open_neigh_events,
     open_nflog,
     open_nhrp_socket,

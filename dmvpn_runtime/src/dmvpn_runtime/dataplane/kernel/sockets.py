@@ -1,10 +1,9 @@
-"""The kernel data plane's sockets: netlink requests, and the three the event loop reads.
+"""The kernel data plane's sockets: the three the event loop reads, and NFLOG binding.
 
-``RequestSocket`` sends a netlink request and waits for its acknowledgement (setup,
-neighbour entries, nf_tables look-ups) or reads a dump to its end. The plane reads
-three non-blocking sockets: neighbour events (``RTMGRP_NEIGH``: the kernel's requests
-to resolve a next hop), our NFLOG group (hairpins and multicast to replicate), and a
-packet socket on the link for NHRP.
+Netlink requests (setup, neighbour entries, nf_tables look-ups) go through
+``..netlink.RequestSocket``. The plane reads three non-blocking sockets: neighbour
+events (``RTMGRP_NEIGH``: the kernel's requests to resolve a next hop), our NFLOG group
+(hairpins and multicast to replicate), and a packet socket on the link for NHRP.
 
 Separate from ``messages`` (what goes over them, no I/O) and from the plane (what it
 does with what it reads).
@@ -14,34 +13,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import socket
 import struct
-import time
 import zlib
-from collections.abc import Iterator
 
 from ..base import DataPlaneError
+from ..netlink import (
+    NETLINK_ROUTE,
+    SO_RCVBUFFORCE,
+    SOCKET_BUFFER,
+    RequestSocket,
+    attribute,
+)
 from .messages import (
     NFULA_CFG_CMD,
     NFULA_CFG_MODE,
     NFULA_CFG_QTHRESH,
     NFULNL_CFG_CMD_BIND,
     NFULNL_COPY_PACKET,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-    attribute,
-    error_code,
-    messages,
     nflog_config_request,
-    sequence_of,
 )
 
-NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
 RTMGRP_NEIGH = 0x4
-SO_RCVBUFFORCE = 33  # Linux; the socket module does not export it
-SOCKET_BUFFER = 4 << 20
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -51,60 +45,6 @@ PACKET_OUTGOING = 4
 NFLOG_GROUP_BASE = 0x4D00  # groups we try: BASE + hash(tunnel) % SPAN, then onwards
 NFLOG_GROUP_SPAN = 0x2000
 NFLOG_GROUP_TRIES = 32
-
-
-class RequestSocket:
-    """A blocking request/acknowledge netlink socket (setup and neighbour writes)."""
-
-    def __init__(self, protocol: int) -> None:
-        self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol
-        )
-        self.sock.bind((0, 0))
-        self.sock.settimeout(5.0)
-        self.seq = int(time.monotonic() * 1000) & 0xFFFFFF
-
-    def next_seq(self) -> int:
-        self.seq = (self.seq + 1) & 0xFFFFFFFF
-        return self.seq
-
-    def request(self, message: bytes, seq: int | None = None) -> None:
-        """Send ``message`` and wait for the acknowledgement of ``seq`` (default: its own)."""
-        if seq is None:
-            seq = sequence_of(message)
-        self.sock.send(message)
-        for _attempt in range(64):  # bounded: the ack is normally the first message
-            buf = self.sock.recv(65536)
-            for kind, _flags, got, start, end in messages(buf):
-                if got != seq or kind != NLMSG_ERROR or end - start < 4:
-                    continue
-                code = error_code(buf, start)
-                if code:
-                    raise OSError(code, os.strerror(code))
-                return
-        raise OSError(errno.ETIMEDOUT, "no netlink acknowledgement")
-
-    def dump(self, message: bytes) -> Iterator[bytes]:
-        """Send a dump request; yield each read until the dump's end (or its error)."""
-        seq = sequence_of(message)
-        self.sock.send(message)
-        for _reads in range(100000):  # bounded: a set holds at most 65535 elements
-            buf = self.sock.recv(1 << 20)
-            yield buf
-            for kind, _flags, got, start, _end in messages(buf):
-                if got != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    code = error_code(buf, start)
-                    if code:
-                        raise OSError(code, os.strerror(code))
-                    return
-        raise OSError(errno.EMSGSIZE, "netlink dump did not end")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def open_nflog(tunnel: str) -> tuple[socket.socket, int]:

@@ -14,15 +14,13 @@ import socket
 from pyroute2 import IPRoute
 
 from ..addresses import add_overlay_addresses
-from ..base import DataPlaneConfig, Network, StaleStateError
+from ..base import ROUTE_PROTO, DataPlaneConfig, Network, StaleStateError
 from .tap import DEVICE_MAC, mac_text
 
 log = logging.getLogger(__name__)
 
 # Written to IFLA_IFALIAS so cleanup_stale() only ever deletes a device we made.
 ALIAS = "flexmesh-dmvpn userspace"
-# Route protocol number marking our routes (`ip route show proto 157`).
-ROUTE_PROTO = 157
 RTNH_F_ONLINK = 0x04
 TXQLEN = 1000
 
