@@ -26,9 +26,9 @@ def find(packet: Packet) -> NatAddress | None:
     return None
 
 
-def post_nat(packet: Packet, proto: Address | None) -> Address | None:
-    """The post-NAT NBMA the NAT extension gives for overlay address ``proto``."""
-    ext = find(packet)
+def post_nat(ext: NatAddress | None, proto: Address | None) -> Address | None:
+    """The post-NAT NBMA the NAT extension ``ext`` (a packet's :func:`find`) gives for
+    overlay address ``proto``."""
     if ext is None or proto is None:
         return None
     for cie in ext.cies:

@@ -369,9 +369,10 @@ class Registrar:
 
     def _learn_nat(self, st: NhsState, pkt: Packet, own: Address | None) -> None:
         core = self.core
-        if not core.config.nat or nat.find(pkt) is None:
+        natx = nat.find(pkt) if core.config.nat else None
+        if natx is None:
             return
-        post = nat.post_nat(pkt, own)
+        post = nat.post_nat(natx, own)
         if post is not None and post == core.nbma:
             post = None
         if post is not st.post_nat and (post is None or st.post_nat is None or post != st.post_nat):

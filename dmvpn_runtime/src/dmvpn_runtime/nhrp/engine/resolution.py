@@ -192,7 +192,7 @@ class Resolver:
             return
         egress = cie.client_proto or target
         claimed = cie.client_nbma
-        nbma = nat.reachable(claimed, nat.post_nat(pkt, egress), src, core.post_nat)
+        nbma = nat.reachable(claimed, nat.post_nat(nat.find(pkt), egress), src, core.post_nat)
         host_len = target.max_prefixlen
         plen = cie.prefix_length
         if plen == UNIQUE_PREFIX_LENGTH or plen > host_len:
@@ -312,7 +312,7 @@ class Resolver:
         where = (
             src
             if first_hop
-            else nat.reachable(pkt.src_nbma, nat.post_nat(pkt, requester), None, None)
+            else nat.reachable(pkt.src_nbma, nat.post_nat(nat.find(pkt), requester), None, None)
         )
         if where is not None:
             core.nhs.record_resolver(entry, requester, where)
@@ -377,7 +377,9 @@ class Resolver:
                 HOP_COUNT_OFFSET,
             )
             return
-        if first_hop and core.config.nat:
+        # with_observed adds nothing unless the request came from elsewhere than the NBMA
+        # it claims (NAT).
+        if first_hop and core.config.nat and src != pkt.src_nbma:
             exts = [
                 nat.with_observed(e, pkt.src_proto, pkt.src_nbma, src)
                 if isinstance(e, NatAddress)
@@ -418,7 +420,9 @@ class Resolver:
                         nbma = ext.cies[i - 1].client_nbma if i else None
                     break
             if nbma is None:
-                nbma = nat.reachable(pkt.src_nbma, nat.post_nat(pkt, requester), None, None)
+                nbma = nat.reachable(
+                    pkt.src_nbma, nat.post_nat(nat.find(pkt), requester), None, None
+                )
         if nbma is None or nbma == src:
             core.drop(Drop.UNMATCHED_REPLY, src, type="resolution_reply", request_id=pkt.request_id)
             return
@@ -459,11 +463,12 @@ class Resolver:
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
         first_hop = _first_hop(pkt)
+        natx = nat.find(pkt)
         post = None
         if first_hop:
             where = src  # came straight from the requester (a refresh on the shortcut)
         else:
-            post = nat.post_nat(pkt, requester)
+            post = nat.post_nat(natx, requester)
             where = nat.reachable(pkt.src_nbma, post, None, core.post_nat)
         assert where is not None
         if requester not in core.own.values():
@@ -473,7 +478,6 @@ class Resolver:
         own = core.own[pt]
         cie = Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, core.nbma, own)
         replace_exts: dict = {ResponderAddress: core.responder_ext[pt]}
-        natx = nat.find(pkt)
         if natx is not None:
             if config.nat and core.post_nat is not None:
                 natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)

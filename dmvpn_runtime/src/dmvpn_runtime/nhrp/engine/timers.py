@@ -45,57 +45,63 @@ ERROR_PAYLOAD_MAX = 512  # ours: how much of an offending packet an Error Indica
 DNS_RETRY = 10.0  # ours: a name that did not resolve is asked again
 
 
+# Marks a heap entry that was cancelled or re-armed (its key slot is blanked with it).
+_GONE = object()
+
+
 class TimerQueue:
     """Deadlines by key; re-arming a key replaces its deadline.
 
-    A heap of (deadline, seq, key) with lazy deletion: an entry is live while its seq is
-    in ``_live_seqs``. Checking an int keeps the hot path (peeking at the next deadline
-    after every input) free of key hashing, which is slow for address-bearing keys.
+    A heap of ``[deadline, seq, key]`` entries with lazy deletion: cancelling or
+    re-arming a key puts ``_GONE`` in its old entry's key slot, and the heap drops that
+    entry when it reaches the top. The hot path (peeking at the next deadline after every
+    input) thus tests the top entry by identity, with no key hashing (slow for
+    address-bearing keys). ``seq`` orders equal deadlines by arming and is unique, so
+    entries never compare their keys.
     """
 
-    __slots__ = ("_heap", "_live", "_live_seqs", "_seq")
+    __slots__ = ("_heap", "_live", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._live: dict[Hashable, tuple[float, int]] = {}
-        self._live_seqs: set[int] = set()
+        self._heap: list[list] = []
+        self._live: dict[Hashable, list] = {}  # key -> its entry in the heap
         self._seq = 0
 
     def arm(self, key: Hashable, deadline: float) -> None:
         self._seq = seq = self._seq + 1
-        old = self._live.get(key)
-        if old is not None:
-            self._live_seqs.discard(old[1])
-        self._live[key] = (deadline, seq)
-        self._live_seqs.add(seq)
-        heapq.heappush(self._heap, (deadline, seq, key))
+        entry = [deadline, seq, key]
+        # setdefault: one hashing of the key when it is not armed yet, the usual case.
+        old = self._live.setdefault(key, entry)
+        if old is not entry:
+            old[2] = _GONE
+            self._live[key] = entry
+        heapq.heappush(self._heap, entry)
 
     def cancel(self, key: Hashable) -> None:
         old = self._live.pop(key, None)
         if old is not None:
-            self._live_seqs.discard(old[1])
+            old[2] = _GONE
 
     def deadline(self, key: Hashable) -> float | None:
         live = self._live.get(key)
         return live[0] if live else None
 
     def next_deadline(self) -> float | None:
-        heap, seqs = self._heap, self._live_seqs
+        heap = self._heap
         while heap:
             top = heap[0]
-            if top[1] in seqs:
+            if top[2] is not _GONE:
                 return top[0]
             heapq.heappop(heap)
         return None
 
     def pop_due(self, now: float) -> list[Hashable]:
         """Keys whose deadline is at or before ``now``, earliest first, now disarmed."""
-        heap, seqs, live = self._heap, self._live_seqs, self._live
+        heap, live = self._heap, self._live
         due = []
         while heap and heap[0][0] <= now:
-            _deadline, seq, key = heapq.heappop(heap)
-            if seq in seqs:
-                seqs.remove(seq)
+            key = heapq.heappop(heap)[2]
+            if key is not _GONE:
                 del live[key]
                 due.append(key)
         return due
@@ -103,7 +109,6 @@ class TimerQueue:
     def clear(self) -> None:
         self._heap.clear()
         self._live.clear()
-        self._live_seqs.clear()
 
     def __len__(self) -> int:
         return len(self._live)
