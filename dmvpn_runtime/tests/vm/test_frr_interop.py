@@ -15,7 +15,9 @@ decoded NHRP exchange is printed at the end (``pytest -rA`` shows it).
 
 1. our spoke registers with an FRR hub;
 2. an FRR spoke registers with our hub, and its traffic crosses our hub;
-3. shortcuts between our spoke and an FRR spoke through our hub, both ways.
+3. shortcuts between our spoke and an FRR spoke through our hub, both ways;
+4. the FRR spoke's shortcut to our spoke's LAN;
+5. our spoke's shortcut to the FRR spoke's LAN, which our hub knows only by its route.
 """
 
 from __future__ import annotations
@@ -368,3 +370,35 @@ def test_frr_spoke_shortcut_to_our_spokes_lan(interop: tuple[Lab, dict[str, Frr]
     hub_saw = [p for p in at_hub.carrying(src, dst) if p[2] == src]
     assert hub_saw == [], at_hub.lines
     assert at_s1.carrying(src, dst).count((fs.nbma[0], s1.nbma[0], src, dst)) >= n, at_s1.lines
+
+
+# -- 5: our spoke to an FRR spoke's LAN, found by our hub's route ------------------------------
+def test_our_spoke_shortcut_to_frr_spokes_lan_by_our_hubs_route(
+    interop: tuple[Lab, dict[str, Frr]],
+) -> None:
+    """spoke1-lan -> frrspoke-lan: FRR registers only its address, so our hub finds the
+    egress of 10.2.0.2 by its route (10.2.0.0/24 via frrspoke, ``forward_by_route``) and
+    forwards spoke1's request there; FRR answers, spoke1 installs the shortcut and sends
+    directly from then on."""
+    lab, frr = interop
+    s1, fs = lab.node("spoke1"), lab.node("frrspoke")
+    src, dst = lan_address(lab, "spoke1"), lan_address(lab, "frrspoke")
+
+    def installed() -> list[dict[str, Any]]:
+        ping(lab, "spoke1-lan", dst, count=1)
+        return [
+            s
+            for s in dmvpnctl(lab, "spoke1", "show", "shortcuts")
+            if s["via"] == fs.overlay[0] and s["prefix"] == "10.2.0.0/24" and s["route"]
+        ]
+
+    assert wait_until(installed, ROUND * 2, step=1.0), diagnostics(lab, frr)
+    assert f"via {fs.overlay[0]} dev dmvpn0" in kernel_route(lab, "spoke1", "10.2.0.0/24")
+    counters = dmvpnctl(lab, "hub1", "show", "stats")["engine"]["counters"]
+    assert counters.get("resolution_by_route", 0) >= 1, counters
+
+    n = 10
+    with GreCapture(lab, "hub1") as at_hub, GreCapture(lab, "frrspoke") as at_frr:
+        assert ping(lab, "spoke1-lan", dst, count=n, interval=0.1) == n
+    assert [p for p in at_hub.carrying(src, dst) if p[2] == src] == [], at_hub.lines
+    assert at_frr.carrying(src, dst).count((s1.nbma[0], fs.nbma[0], src, dst)) >= n, at_frr.lines

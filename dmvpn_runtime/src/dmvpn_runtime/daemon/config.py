@@ -125,6 +125,16 @@ SCHEMA = Section(
             help="Prefixes routed via the active NHS (falling back by priority), e.g. the "
             "other sites' LANs, until a routing protocol carries them.",
         ),
+        Key(
+            "forward_by_route",
+            boolean,
+            True,
+            help="Hub: a Resolution Request for a destination that no registration covers "
+            "goes to the registered spoke the kernel routes it through (main table, out of "
+            "the tunnel, via the spoke's overlay address; static or from FRR), as Cisco and "
+            "FRR hubs do for spokes that register only their own address.",
+            reloadable=False,
+        ),
         Section(
             "nhs",
             (

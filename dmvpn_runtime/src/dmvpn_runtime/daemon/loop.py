@@ -23,6 +23,8 @@ from typing import Any
 
 from .. import dataplane, gcpolicy
 from ..dataplane import DataPlane, DataPlaneConfig, DataPlaneError
+from ..dataplane.base import ROUTE_PROTO
+from ..dataplane.routes import RouteWatcher
 from ..nhrp.engine import Engine
 from ..nhrp.engine.actions import (
     Action,
@@ -49,6 +51,7 @@ from .metrics import MetricsServer, Snapshot
 log = logging.getLogger("dmvpnd")
 
 TICK = 1.0  # data-plane housekeeping (traffic reports, hairpin memory) at least this often
+ROUTE_SETTLE = 0.2  # seconds: a burst of route changes (routing converging) is read once
 # Mapping types whose NBMA receives the tunnel's multicast (Cisco "map multicast dynamic"):
 # a hub replicates to registered spokes, a spoke to its NHSs.
 _MULTICAST_TYPES = frozenset({MappingType.REGISTERED, MappingType.NHS, MappingType.STATIC})
@@ -77,6 +80,11 @@ class Daemon:
         self._signals: list[int] = []
         self._running = False
         self._gc = gcpolicy.Housekeeping(time.monotonic())
+        hub = config["role"] == "hub"
+        self.routes = (
+            RouteWatcher(config.tunnel, ROUTE_PROTO) if hub and config["forward_by_route"] else None
+        )
+        self._routes_due: float | None = None  # when to read the routing table again
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
@@ -113,6 +121,9 @@ class Daemon:
         self.selector.register(self.control.open(), selectors.EVENT_READ, ("control", None))
         if self.metrics is not None:
             self.selector.register(self.metrics.open(), selectors.EVENT_READ, ("metrics", None))
+        if self.routes is not None:
+            self.selector.register(self.routes.open(), selectors.EVENT_READ, ("routes", None))
+            self._routes_due = 0.0  # the whole table, at the first turn of the loop
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
@@ -128,6 +139,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.close()
         self.plane.close()
+        if self.routes is not None:
+            self.routes.close()
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -143,6 +156,8 @@ class Daemon:
         timeout = TICK
         if self.deadlines:
             timeout = max(0.0, min(timeout, min(self.deadlines.values()) - now))
+        if self._routes_due is not None:
+            timeout = max(0.0, min(timeout, self._routes_due - now))
         for key, _mask in self.selector.select(timeout):
             kind, fd = key.data
             try:
@@ -155,6 +170,9 @@ class Daemon:
                         self.selector.unregister(key.fileobj)
                 elif kind == "metrics":
                     self.metrics.serve_one()
+                elif kind == "routes":
+                    if self.routes.drain() and self._routes_due is None:
+                        self._routes_due = time.monotonic() + ROUTE_SETTLE
                 elif kind == "wake":
                     with contextlib.suppress(BlockingIOError):
                         self._wake_r.recv(4096)
@@ -167,6 +185,9 @@ class Daemon:
             self._multicast_dirty = False
             self.plane.set_multicast_targets(list(self.multicast))
         now = time.monotonic()
+        if self._routes_due is not None and now >= self._routes_due:
+            self._routes_due = None
+            self._read_routes(now)
         self.plane.tick(now)
         if self._gc.tick(now):
             self._count("gc_cycles_collected")
@@ -263,6 +284,19 @@ class Daemon:
                 del self.multicast[action.nbma]
         if len(self.multicast) != before:  # only a new or a gone NBMA changes the targets
             self._multicast_dirty = True
+
+    def _read_routes(self, now: float) -> None:
+        """The routes through the tunnel changed: the engine gets the difference."""
+        assert self.routes is not None
+        try:
+            added, removed = self.routes.read()
+        except OSError as exc:
+            self._count("route_read_error")
+            log.error("cannot read the routes through %s: %s", self.config.tunnel, exc)
+            self._routes_due = now + TICK  # try again
+            return
+        if added or removed:
+            self.apply(self.engine.routes_changed(now, added, removed))
 
     # -- DNS (blocking getaddrinfo in a worker; the answer comes back through the pipe) --
     def _resolve(self, name: str) -> None:

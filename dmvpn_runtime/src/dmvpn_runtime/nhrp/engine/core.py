@@ -125,6 +125,7 @@ class Core:
         "resolver",
         "responder",
         "responder_ext",
+        "routes",
         "running",
         "secret",
         "shortcuts",
@@ -151,6 +152,9 @@ class Core:
         self.allow_all = isinstance(authoriser, auth.AllowAll)  # skip building its arguments
         self.running = False
         self.post_nat: Address | None = None  # our NBMA as the active NHS sees it
+        # The routing table's routes through the tunnel, prefix -> overlay next hop, as
+        # the driver reports them (Engine.routes_changed): an NHS forwards along them.
+        self.routes: PrefixTable[Address] = PrefixTable()
         self._request_id = (request_id & 0xFFFFFFFF) or 1
         self.apply_config(config)
 

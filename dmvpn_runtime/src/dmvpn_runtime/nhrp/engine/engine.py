@@ -10,6 +10,7 @@ nothing is due); call :meth:`Engine.timer_fired` at that time.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode, intern_address
@@ -37,6 +38,8 @@ from .resolution import Resolver
 from .shortcut import Shortcuts
 from .stats import Drop
 from .views import CacheEntryView, NhsView, PeerView, ShortcutView, expiry
+
+Network = IPv4Network | IPv6Network
 
 _REQUEST_REPLY_EXTS = frozenset(
     {
@@ -250,6 +253,38 @@ class Engine:
         core.nhc.on_ipsec_down(nbma, now)
         return self._flush()
 
+    def routes_changed(
+        self,
+        now: float,
+        added: Iterable[tuple[Network, Address]],
+        removed: Iterable[Network],
+    ) -> list[Action]:
+        """The routing table's routes through the tunnel changed: ``added`` (prefix,
+        overlay next hop) replace any route of that prefix, ``removed`` prefixes are gone.
+
+        An NHS forwards a Resolution Request for a destination that no registration
+        covers to the registered client that is the next hop of the longest route
+        holding it (RFC 2332 §5.2.1, the routed path), as Cisco and FRR hubs do for
+        spokes that register only their own address. Kept while stopped: the routes are
+        the kernel's. Raises TypeError, changing nothing, for a malformed route."""
+        added, removed = list(added), list(removed)
+        for prefix, via in added:
+            if not isinstance(prefix, IPv4Network | IPv6Network) or not isinstance(
+                via, IPv4Address | IPv6Address
+            ):
+                raise TypeError(f"route: expected (network, address), got ({prefix!r}, {via!r})")
+            if via.version != prefix.version:
+                raise TypeError(f"route {prefix} via {via}: the next hop is of another family")
+        for prefix in removed:
+            if not isinstance(prefix, IPv4Network | IPv6Network):
+                raise TypeError(f"withdrawn route: expected a network, got {prefix!r}")
+        routes = self._core.routes
+        for prefix in removed:
+            routes.remove(prefix)
+        for prefix, via in added:
+            routes.insert(prefix, intern_address(via))
+        return self._flush() if self._core.running else []
+
     def name_resolved(self, now: float, name: str, addresses: Iterable[Address]) -> list[Action]:
         """Answer to ``ResolveName(name)``; an empty list means it did not resolve."""
         if not self._core.running:
@@ -411,6 +446,7 @@ class Engine:
         snap["gauges"] = {
             "shortcuts": len(core.shortcuts.by_prefix),
             "pending_resolutions": len(core.resolver.by_target),
+            "routes": len(core.routes),
             "timers": len(core.timers),
         }
         return snap

@@ -271,14 +271,19 @@ class Resolver:
             return
         covering = core.covering_protected(target)
         if config.is_nhs:
-            # A client's more specific binding wins over our own aggregate (a regional
-            # hub protecting 10.2.0.0/16 forwards for its spoke's 10.2.1.0/24).
+            # The longest match wins: a client's registered binding or a route through a
+            # client over our own aggregate (a regional hub protecting 10.2.0.0/16
+            # forwards for its spoke's 10.2.1.0/24), a route over a shorter registration.
+            best = covering.prefixlen if covering is not None else -1
             hit = core.cache.covering_length(target)
-            if (
-                hit is not None
-                and hit[1].expires > now
-                and (covering is None or hit[0] > covering.prefixlen)
-            ):
+            if hit is not None and (hit[1].expires <= now or hit[0] <= best):
+                hit = None
+            routed = self._routed_client(target, hit[0] if hit is not None else best, now)
+            if routed is not None:
+                core.stats.counters["resolution_by_route"] += 1
+                self._serve(pkt, src, routed[1], now, routed[0])
+                return
+            if hit is not None:
                 self._serve(pkt, src, hit[1], now)
                 return
         if covering is not None:
@@ -293,8 +298,31 @@ class Resolver:
         if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
             self._nak(pkt, src, CieCode.NO_BINDING_EXISTS, now)
 
-    def _serve(self, pkt: Packet, src: Address, entry: CacheEntry, now: float) -> None:
-        """NHS: the target belongs to a registered client."""
+    def _routed_client(
+        self, target: Address, longer_than: int, now: float
+    ) -> tuple[int, CacheEntry] | None:
+        """The length of the longest route holding ``target``, if longer than
+        ``longer_than``, and the registered client it goes through (RFC 2332 §5.2.1: the
+        routed path; Cisco and FRR spokes register no prefixes, the hub routes them)."""
+        core = self.core
+        route = core.routes.lookup(target)
+        if route is None or route[0].prefixlen <= longer_than:
+            return None
+        client = core.cache.get(route[1])
+        if client is None or client.type is not MappingType.REGISTERED or client.expires <= now:
+            return None
+        return route[0].prefixlen, client
+
+    def _serve(
+        self,
+        pkt: Packet,
+        src: Address,
+        entry: CacheEntry,
+        now: float,
+        prefix_length: int | None = None,
+    ) -> None:
+        """NHS: the target belongs to a registered client (by its registration, or
+        ``prefix_length`` long by a route through it)."""
         core = self.core
         requester = pkt.src_proto
         assert requester is not None and pkt.dst_proto is not None
@@ -320,7 +348,7 @@ class Resolver:
             assert entry.nbma is not None
             self._forward(pkt, src, entry.nbma, now)
         else:
-            self._answer_from(pkt, src, entry, now)
+            self._answer_from(pkt, src, entry, now, prefix_length)
 
     def _nhs_allows(self, requester: Address, target: Address, entry: CacheEntry) -> bool:
         """Hub policy for a requester (with the prefixes it registered here) and a target;
@@ -493,13 +521,23 @@ class Resolver:
         core.send(src if first_hop or not direct else where, reply)
         core.stats.counters["resolution_answered"] += 1
 
-    def _answer_from(self, pkt: Packet, src: Address, entry: CacheEntry, now: float) -> None:
-        """NHS, ``resolution_mode=answer``: reply with the client's registration."""
+    def _answer_from(
+        self,
+        pkt: Packet,
+        src: Address,
+        entry: CacheEntry,
+        now: float,
+        prefix_length: int | None = None,
+    ) -> None:
+        """NHS, ``resolution_mode=answer``: reply with the client's registration (and the
+        routed prefix, when a route led to the client)."""
         core = self.core
         target = pkt.dst_proto
         assert target is not None and pkt.src_proto is not None
         plen = target.max_prefixlen
-        if target != entry.proto:
+        if prefix_length is not None:
+            plen = prefix_length
+        elif target != entry.proto:
             hit = core.cache.prefixes.lookup(target)
             if hit is not None:
                 plen = hit[0].prefixlen

@@ -1,0 +1,173 @@
+"""The kernel's routes through the tunnel, for the engine's NHS.
+
+RFC 2332 §5.2.1: an NHS forwards a Resolution Request along the routed path toward its
+destination. Cisco and FRR spokes register only their own overlay address; the hub
+knows their LANs from routing (static routes, or BGP and OSPF through FRR), as a route
+out of the tunnel via the spoke's overlay address. dmvpnd hands these routes to
+``Engine.routes_changed`` so that the hub forwards a resolution for such a LAN to that
+spoke, which answers with its prefix.
+
+``RouteWatcher`` keeps the main table's routes out of one device that have a next hop:
+read in full (a dump) when it opens and again after the kernel reports a change
+(``RTMGRP_IPV4_ROUTE``, ``RTMGRP_IPV6_ROUTE``), then compared with what it had. A full
+read, rather than applying each notice, keeps the rules simple where the kernel is
+subtle (a replaced route moving to another device, several metrics for one prefix).
+Our own shortcut routes (``base.ROUTE_PROTO``) are left out: they come from NHRP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from .base import Address, Network
+from .netlink import (
+    NETLINK_ROUTE,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    SO_RCVBUFFORCE,
+    SOCKET_BUFFER,
+    RequestSocket,
+    attributes,
+    message,
+    messages,
+)
+
+RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RTA_TABLE = 15
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+# family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTMSG = struct.Struct("=BBBBBBBBI")
+_U32 = struct.Struct("=I")
+_FAMILIES = {
+    socket.AF_INET: (IPv4Address, IPv4Network, 4),
+    socket.AF_INET6: (IPv6Address, IPv6Network, 16),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: Network
+    via: Address
+    metric: int
+
+
+def parse_routes(buf: bytes, ifindex: int, ignore_protocol: int) -> Iterable[Route]:
+    """Unicast routes of the main table out of ``ifindex`` with a next hop, in a netlink
+    read (a dump's messages); routes of protocol ``ignore_protocol`` are skipped."""
+    for kind, _flags, _seq, start, end in messages(buf):
+        if kind != RTM_NEWROUTE or end - start < RTMSG.size:
+            continue
+        family, dst_len, _src, _tos, table, protocol, _scope, rtype, _rflags = RTMSG.unpack_from(
+            buf, start
+        )
+        shape = _FAMILIES.get(family)
+        if shape is None or rtype != RTN_UNICAST or protocol == ignore_protocol:
+            continue
+        address, network, size = shape
+        dst, gateway, oif, metric = bytes(size), None, 0, 0
+        for attr, value in attributes(buf, start + RTMSG.size, end):
+            if attr == RTA_DST and len(value) == size:
+                dst = value
+            elif attr == RTA_GATEWAY and len(value) == size:
+                gateway = value
+            elif attr == RTA_OIF and len(value) == 4:
+                oif = _U32.unpack(value)[0]
+            elif attr == RTA_PRIORITY and len(value) == 4:
+                metric = _U32.unpack(value)[0]
+            elif attr == RTA_TABLE and len(value) == 4:
+                table = _U32.unpack(value)[0]
+        if table != RT_TABLE_MAIN or oif != ifindex or gateway is None:
+            continue
+        try:
+            prefix = network((int.from_bytes(dst, "big"), dst_len))
+        except ValueError:  # host bits set: not a route the kernel would hold
+            continue
+        yield Route(prefix, address(gateway), metric)
+
+
+def route_dump_request(seq: int) -> bytes:
+    """RTM_GETROUTE dump of every family's routes."""
+    return message(
+        RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    )
+
+
+def best_routes(routes: Iterable[Route]) -> dict[Network, Address]:
+    """Prefix -> next hop of the route with the lowest metric (the one the kernel uses)."""
+    best: dict[Network, Route] = {}
+    for route in routes:
+        held = best.get(route.prefix)
+        if held is None or route.metric < held.metric:
+            best[route.prefix] = route
+    return {prefix: route.via for prefix, route in best.items()}
+
+
+class RouteWatcher:
+    """The routes through one device, and what changed in them since the last read."""
+
+    def __init__(self, ifname: str, ignore_protocol: int) -> None:
+        self.ifname = ifname
+        self.ignore_protocol = ignore_protocol
+        self.routes: dict[Network, Address] = {}
+        self._events: socket.socket | None = None
+        self._dump: RequestSocket | None = None
+
+    def open(self) -> int:
+        """Subscribe to route changes; returns the descriptor to watch for them."""
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER)
+        sock.bind((0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+        sock.setblocking(False)
+        self._events = sock
+        self._dump = RequestSocket(NETLINK_ROUTE)
+        return sock.fileno()
+
+    def close(self) -> None:
+        for sock in (self._events, self._dump):
+            if sock is not None:
+                sock.close()
+        self._events = self._dump = None
+
+    def drain(self) -> bool:
+        """Read the pending change notices; True when there were any (read again)."""
+        seen = False
+        while self._events is not None:
+            try:
+                self._events.recv(1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:  # ENOBUFS: notices were lost, which a full read repairs
+                return True
+            seen = True
+        return seen
+
+    def read(self) -> tuple[list[tuple[Network, Address]], list[Network]]:
+        """Read the table again: the routes added or changed (prefix, next hop) and the
+        prefixes gone, since the last read. OSError when the kernel cannot be read."""
+        if self._dump is None:
+            raise OSError("route watcher is not open")
+        ifindex = socket.if_nametoindex(self.ifname)
+        found: list[Route] = []
+        for buf in self._dump.dump(route_dump_request(self._dump.next_seq())):
+            found.extend(parse_routes(buf, ifindex, self.ignore_protocol))
+        now = best_routes(found)
+        added = [(p, via) for p, via in now.items() if self.routes.get(p) != via]
+        removed = [p for p in self.routes if p not in now]
+        self.routes = now
+        return added, removed

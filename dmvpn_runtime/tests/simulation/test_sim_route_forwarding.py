@@ -1,0 +1,70 @@
+"""Phase 3 with spokes that register only their own address (as Cisco and FRR spokes do):
+the hub finds the egress for a LAN by its routes (RFC 2332 §5.2.1, the routed path)."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+from nhrpsim import Net, Node, star
+
+from dmvpn_runtime.nhrp.wire import CieCode, PacketType
+
+S2_LAN = ip_network("10.2.0.0/24")
+
+
+def feed_routes(net: Net, hub: Node) -> None:
+    """What dmvpnd's route watcher hands the engine: the hub's routes via the tunnel."""
+    net.apply(hub, hub.engine.routes_changed(net.now, list(hub.routes.items()), []))
+
+
+def replies_to(net: Net, name: str) -> list:
+    return [
+        w for w in net.wire if w.receiver == name and w.packet.type == PacketType.RESOLUTION_REPLY
+    ]
+
+
+def test_the_egress_found_by_route_answers_and_both_directions_go_direct(net: Net) -> None:
+    (hub,), (s1, s2) = star(net, spokes=2, spoke_kw={"register_prefixes": False})
+    net.run(until=2)
+    assert not any(e.prefixes for e in hub.engine.cache_entries())  # addresses only
+    feed_routes(net, hub)
+    first = net.ping("s1", "10.1.0.5", "10.2.0.7")
+    assert first.path == ["s1", "hub1", "s2"]
+    net.run(until=5)
+    forwarded = [
+        w
+        for w in net.wire
+        if w.sender == "hub1"
+        and w.receiver == "s2"
+        and w.packet.type == PacketType.RESOLUTION_REQUEST
+    ]
+    assert forwarded, "the hub forwarded s1's request to s2, the next hop of its route"
+    (answer,) = replies_to(net, "s1")
+    assert answer.sender == "s2" and answer.packet.cies[0].prefix_length == 24
+    assert s1.eroutes[S2_LAN] == s2.overlay()
+    assert net.ping("s1", "10.1.0.5", "10.2.0.7").direct
+    # Back: s2 learned s1's address from the request, not its LAN; the hub redirects the
+    # first packet and finds s1 by route in turn.
+    net.ping("s2", "10.2.0.7", "10.1.0.5")
+    net.run(duration=3)
+    assert s2.eroutes[ip_network("10.1.0.0/24")] == s1.overlay()
+    assert net.ping("s2", "10.2.0.7", "10.1.0.5").direct
+    assert hub.engine.stats()["counters"]["resolution_by_route"] == 2
+
+
+def test_without_routes_the_hub_has_no_binding_and_traffic_stays_on_it(net: Net) -> None:
+    (hub,), (s1, _s2) = star(net, spokes=2, spoke_kw={"register_prefixes": False})
+    net.run(until=2)
+    net.ping("s1", "10.1.0.5", "10.2.0.7")
+    net.run(until=5)
+    (nak,) = replies_to(net, "s1")
+    assert nak.sender == "hub1" and nak.packet.cies[0].code == CieCode.NO_BINDING_EXISTS
+    assert S2_LAN not in s1.eroutes
+    assert net.ping("s1", "10.1.0.5", "10.2.0.7").path == ["s1", "hub1", "s2"]
+    # The routes arrive; once the negative answer has expired the next redirect works.
+    feed_routes(net, hub)
+    net.run(until=40)
+    net.ping("s1", "10.1.0.5", "10.2.0.7")
+    net.run(until=43)
+    assert s1.eroutes.get(S2_LAN) is not None
+    assert net.ping("s1", "10.1.0.5", "10.2.0.7").direct

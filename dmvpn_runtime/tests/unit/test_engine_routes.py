@@ -1,0 +1,132 @@
+"""An NHS forwards along the routed path (RFC 2332 §5.2.1): routes given by the driver.
+
+Cisco and FRR spokes register only their overlay address; the hub routes their LANs
+via that address. Without the routes the hub could only answer "no binding" for them.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address, ip_network
+
+import pytest
+from enginekit import (
+    HUB_PROTO,
+    OTHER_NBMA,
+    OTHER_PROTO,
+    SPOKE_LAN,
+    SPOKE_NBMA,
+    SPOKE_PROTO,
+    feed,
+    hub_config,
+    only_sent,
+    registered_hub,
+    registration,
+    resolution_request,
+    spoke_config,
+    started,
+)
+
+from dmvpn_runtime.nhrp.wire import CieCode, ForwardTransitNhs, PacketType
+
+BEHIND_OTHER = ip_network("10.2.0.0/24")  # the other spoke's LAN, not registered
+TARGET = ip_address("10.2.0.7")
+# Spokes that register only their own address, as Cisco and FRR spokes do.
+BARE = ((SPOKE_PROTO, SPOKE_NBMA, (SPOKE_LAN,)), (OTHER_PROTO, OTHER_NBMA, ()))
+
+
+def test_a_routed_prefix_is_forwarded_to_the_spoke_it_is_routed_through() -> None:
+    hub = registered_hub(*BARE)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    dst, fwd = only_sent(feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == OTHER_NBMA
+    assert fwd.type == PacketType.RESOLUTION_REQUEST and fwd.dst_proto == TARGET
+    assert [c.client_proto for c in fwd.find(ForwardTransitNhs).cies] == [HUB_PROTO]
+    assert hub.stats()["counters"]["resolution_by_route"] == 1
+    assert hub.stats()["gauges"]["routes"] == 1
+
+
+def test_without_the_route_or_after_it_is_withdrawn_there_is_no_binding() -> None:
+    hub = registered_hub(*BARE)
+    _dst, nak = only_sent(feed(hub, 1.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert nak.cies[0].code == CieCode.NO_BINDING_EXISTS
+    hub.routes_changed(2.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    hub.routes_changed(3.0, [], [BEHIND_OTHER])
+    _dst, nak = only_sent(feed(hub, 4.0, SPOKE_NBMA, resolution_request(TARGET, request_id=501)))
+    assert nak.cies[0].code == CieCode.NO_BINDING_EXISTS
+    assert hub.stats()["gauges"]["routes"] == 0
+
+
+def test_a_route_via_an_address_that_is_not_a_registered_client_is_not_followed() -> None:
+    hub = registered_hub(*BARE)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, ip_address("172.16.0.99"))], [])
+    _dst, nak = only_sent(feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert nak.cies[0].code == CieCode.NO_BINDING_EXISTS
+
+
+def test_the_longest_match_wins_between_registrations_and_routes() -> None:
+    # The requester registered 10.1.0.0/24; a wider route via the other spoke loses to it,
+    # a narrower one inside it wins.
+    hub = registered_hub(*BARE)
+    hub.routes_changed(
+        1.0,
+        [(ip_network("10.0.0.0/8"), OTHER_PROTO), (ip_network("10.1.0.128/25"), OTHER_PROTO)],
+        [],
+    )
+    lan_host = ip_address("10.1.0.7")
+    dst, pkt = only_sent(feed(hub, 2.0, OTHER_NBMA, resolution_request(lan_host, OTHER_PROTO)))
+    assert dst == SPOKE_NBMA and pkt.type == PacketType.RESOLUTION_REQUEST
+    routed = ip_address("10.1.0.200")
+    dst, pkt = only_sent(feed(hub, 3.0, SPOKE_NBMA, resolution_request(routed, request_id=9)))
+    assert dst == OTHER_NBMA and pkt.type == PacketType.RESOLUTION_REQUEST
+
+
+def test_answer_mode_answers_with_the_routed_prefix() -> None:
+    hub = registered_hub(*BARE)
+    hub.reconfigure(1.0, hub_config(resolution_mode="answer"))
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    dst, reply = only_sent(feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET)))
+    cie = reply.cies[0]
+    assert dst == SPOKE_NBMA and reply.type == PacketType.RESOLUTION_REPLY
+    assert (cie.code, cie.prefix_length, cie.client_proto, cie.client_nbma) == (
+        0,
+        24,
+        OTHER_PROTO,
+        OTHER_NBMA,
+    )
+
+
+def test_routes_replace_earlier_ones_and_survive_a_restart_of_the_engine() -> None:
+    hub = registered_hub(*BARE)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, ip_address("172.16.0.99"))], [])
+    hub.routes_changed(1.5, [(BEHIND_OTHER, OTHER_PROTO)], [])  # a new next hop
+    hub.stop(2.0)
+    hub.start(3.0)
+    for client, (proto, nbma, prefixes) in enumerate(BARE):
+        feed(hub, 3.0, nbma, registration(proto, nbma, prefixes, request_id=40 + client))
+    dst, _fwd = only_sent(feed(hub, 4.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == OTHER_NBMA  # the routing table is the kernel's, not the engine's state
+
+
+def test_a_spoke_keeps_routes_but_does_not_forward() -> None:
+    spoke = started(spoke_config())
+    spoke.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    assert spoke.stats()["gauges"]["routes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("added", "removed"),
+    [
+        ([("10.2.0.0/24", OTHER_PROTO)], []),
+        ([(BEHIND_OTHER, "172.16.0.12")], []),
+        ([(BEHIND_OTHER, ip_address("fd00::1"))], []),
+        ([], ["10.2.0.0/24"]),
+    ],
+)
+def test_bad_routes_are_refused_with_a_type_error_and_nothing_changes(added, removed) -> None:
+    hub = registered_hub(*BARE)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    with pytest.raises(TypeError):
+        hub.routes_changed(2.0, added, removed)
+    assert hub.stats()["gauges"]["routes"] == 1
+    dst, _fwd = only_sent(feed(hub, 3.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == OTHER_NBMA
