@@ -649,6 +649,42 @@ def star(
     return hub_nodes, spoke_nodes
 
 
+def dual_stack_star(net: Net, nbma6: bool, **spoke_kw: Any) -> None:
+    """hub1 and spokes s1, s2 with IPv6 and IPv4 overlays (fd00::/64, 172.16.0.0/24) and
+    LANs (fd10:j::/64, 10.j.0.0/24), over IPv6 or IPv4 transport; the hub routes each
+    spoke's LANs via its overlay addresses. Started."""
+
+    def nbma(i: int) -> Address:
+        return ip_address(f"2001:db8::{i}") if nbma6 else ip_address(f"198.51.100.{i}")
+
+    net.add(
+        "hub1",
+        EngineConfig(
+            nbma(1),
+            (ip_interface("fd00::1/64"), ip_interface("172.16.0.1/24")),
+            role=Role.NHS,
+        ),
+    )
+    for j in (1, 2):
+        node = net.add(
+            f"s{j}",
+            EngineConfig(
+                nbma(10 + j),
+                (ip_interface(f"fd00::{10 + j}/64"), ip_interface(f"172.16.0.{10 + j}/24")),
+                protected=(ip_network(f"fd10:{j}::/64"), ip_network(f"10.{j}.0.0/24")),
+                nhs=(
+                    NhsConfig(ip_address("fd00::1"), nbma(1)),
+                    NhsConfig(ip_address("172.16.0.1"), nbma(1)),
+                ),
+                nhs_routes=(ip_network("fd10::/16"), ip_network("10.0.0.0/8")),
+                **spoke_kw,
+            ),
+        )
+        net["hub1"].routes[ip_network(f"fd10:{j}::/64")] = node.overlay(6)
+        net["hub1"].routes[ip_network(f"10.{j}.0.0/24")] = node.overlay(4)
+    net.start()
+
+
 def v6_interface(text: str) -> IPv6Interface:
     return IPv6Interface(text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from nhrpsim import Net, Node, star
+from nhrpsim import Net, Node, dual_stack_star, star
 
 from dmvpn_runtime.nhrp.wire import CieCode, PacketType
 
@@ -68,3 +68,14 @@ def test_without_routes_the_hub_has_no_binding_and_traffic_stays_on_it(net: Net)
     net.run(until=43)
     assert s1.eroutes.get(S2_LAN) is not None
     assert net.ping("s1", "10.1.0.5", "10.2.0.7").direct
+
+
+def test_ipv6_lans_are_found_by_route_too(net: Net) -> None:
+    dual_stack_star(net, nbma6=True, register_prefixes=False)
+    hub, s1, s2 = net["hub1"], net["s1"], net["s2"]
+    net.run(until=2)
+    feed_routes(net, hub)
+    assert net.ping("s1", "fd10:1::5", "fd10:2::7").path == ["s1", "hub1", "s2"]
+    net.run(until=5)
+    assert s1.eroutes[ip_network("fd10:2::/64")] == s2.overlay(6)
+    assert net.ping("s1", "fd10:1::5", "fd10:2::7").direct
