@@ -26,6 +26,7 @@ from enginekit import (
     started,
 )
 
+from dmvpn_runtime.nhrp.engine import Engine, Policy, PolicyRule, SendPacket
 from dmvpn_runtime.nhrp.wire import CieCode, ForwardTransitNhs, PacketType
 
 BEHIND_OTHER = ip_network("10.2.0.0/24")  # the other spoke's LAN, not registered
@@ -130,3 +131,51 @@ def test_bad_routes_are_refused_with_a_type_error_and_nothing_changes(added, rem
     assert hub.stats()["gauges"]["routes"] == 1
     dst, _fwd = only_sent(feed(hub, 3.0, SPOKE_NBMA, resolution_request(TARGET)))
     assert dst == OTHER_NBMA
+
+
+# -- the hub's policy counts routed prefixes as the client's -------------------------------
+SITE_POLICY = Policy(
+    groups={"site1": ("10.1.0.0/24",), "site2": ("10.2.0.0/24",)},
+    rules=(PolicyRule("deny", ("site1",), ("site2",)),),
+)
+# Both spokes register only their address; the hub routes both LANs through them.
+ADDRESS_ONLY = ((SPOKE_PROTO, SPOKE_NBMA, ()), (OTHER_PROTO, OTHER_NBMA, ()))
+
+
+def policy_hub() -> Engine:
+    hub = registered_hub(*ADDRESS_ONLY)
+    hub.reconfigure(0.5, hub_config(policy=SITE_POLICY))
+    hub.routes_changed(1.0, [(SPOKE_LAN, SPOKE_PROTO), (BEHIND_OTHER, OTHER_PROTO)], [])
+    return hub
+
+
+def test_a_denied_pair_is_refused_though_the_requester_registered_no_prefix() -> None:
+    # Without the routes the requester would be only its overlay address, which no rule
+    # names, and the hub would forward.
+    hub = policy_hub()
+    dst, reply = only_sent(feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == SPOKE_NBMA and reply.type == PacketType.RESOLUTION_REPLY
+    assert reply.cies[0].code == CieCode.ADMINISTRATIVELY_PROHIBITED
+    assert hub.stats()["counters"]["policy_deny_resolution"] == 1
+
+
+def test_no_redirect_for_a_denied_pair_between_routed_lans() -> None:
+    hub = policy_hub()
+    head = bytes(20)
+    actions = hub.hairpin(
+        2.0, SPOKE_NBMA, OTHER_NBMA, ip_address("10.1.0.5"), ip_address("10.2.0.7"), head
+    )
+    assert not [a for a in actions if isinstance(a, SendPacket)]
+    assert hub.stats()["counters"]["redirect_policy_denied"] == 1
+    # An allowed pair is still redirected.
+    actions = hub.hairpin(
+        3.0, SPOKE_NBMA, OTHER_NBMA, ip_address("10.1.0.5"), ip_address("10.9.0.7"), head
+    )
+    assert [a for a in actions if isinstance(a, SendPacket)]
+
+
+def test_a_withdrawn_route_no_longer_speaks_for_the_client() -> None:
+    hub = policy_hub()
+    hub.routes_changed(2.0, [], [SPOKE_LAN])
+    dst, fwd = only_sent(feed(hub, 3.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == OTHER_NBMA and fwd.type == PacketType.RESOLUTION_REQUEST

@@ -40,9 +40,10 @@ from .actions import (
     RemoveMapping,
     SendPacket,
 )
-from .cache import Cache, CacheEntry, PrefixTable
+from .cache import Cache, CacheEntry, PrefixTable, host
 from .config import EngineConfig
 from .ratelimit import RateLimiter
+from .routes import RouteTable
 from .stats import Drop, Stats
 from .timers import DEFAULT_HOP_COUNT, TimerQueue
 
@@ -152,9 +153,7 @@ class Core:
         self.allow_all = isinstance(authoriser, auth.AllowAll)  # skip building its arguments
         self.running = False
         self.post_nat: Address | None = None  # our NBMA as the active NHS sees it
-        # The routing table's routes through the tunnel, prefix -> overlay next hop, as
-        # the driver reports them (Engine.routes_changed): an NHS forwards along them.
-        self.routes: PrefixTable[Address] = PrefixTable()
+        self.routes = RouteTable()  # through the tunnel, as the driver reports them
         self._request_id = (request_id & 0xFFFFFFFF) or 1
         self.apply_config(config)
 
@@ -352,6 +351,32 @@ class Core:
 
     def side_of(self, version: int) -> tuple[Network, ...]:
         return self.own_side[version]
+
+    # -- clients (NHS) ------------------------------------------------------------------------
+    def routed_client(self, addr: Address) -> tuple[int, CacheEntry] | None:
+        """The length of the longest route holding ``addr`` and the registered client it
+        goes through, if it goes through one."""
+        route = self.routes.lookup(addr)
+        if route is None:
+            return None
+        client = self.cache.get(route[1])
+        if client is None or client.type is not MappingType.REGISTERED:
+            return None
+        return route[0].prefixlen, client
+
+    def client_holding(self, addr: Address) -> CacheEntry | None:
+        """The registered client whose address, registered prefix or routed prefix holds
+        ``addr`` (the longest match)."""
+        registered = self.cache.covering_length(addr)
+        routed = self.routed_client(addr)
+        if routed is not None and (registered is None or routed[0] > registered[0]):
+            return routed[1]
+        return registered[1] if registered is not None else None
+
+    def client_networks(self, client: CacheEntry) -> tuple[Network, ...]:
+        """What a registered client stands for in the hub's policy: its overlay address,
+        the prefixes it registered and those routed through it."""
+        return (host(client.proto), *client.prefixes, *self.routes.through(client.proto))
 
     def covering_protected(self, addr: Address) -> Network | None:
         """Our overlay address or protected prefix holding ``addr``."""

@@ -10,7 +10,7 @@ nothing is due); call :meth:`Engine.timer_fired` at that time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode, intern_address
@@ -265,24 +265,10 @@ class Engine:
         An NHS forwards a Resolution Request for a destination that no registration
         covers to the registered client that is the next hop of the longest route
         holding it (RFC 2332 §5.2.1, the routed path), as Cisco and FRR hubs do for
-        spokes that register only their own address. Kept while stopped: the routes are
-        the kernel's. Raises TypeError, changing nothing, for a malformed route."""
-        added, removed = list(added), list(removed)
-        for prefix, via in added:
-            if not isinstance(prefix, IPv4Network | IPv6Network) or not isinstance(
-                via, IPv4Address | IPv6Address
-            ):
-                raise TypeError(f"route: expected (network, address), got ({prefix!r}, {via!r})")
-            if via.version != prefix.version:
-                raise TypeError(f"route {prefix} via {via}: the next hop is of another family")
-        for prefix in removed:
-            if not isinstance(prefix, IPv4Network | IPv6Network):
-                raise TypeError(f"withdrawn route: expected a network, got {prefix!r}")
-        routes = self._core.routes
-        for prefix in removed:
-            routes.remove(prefix)
-        for prefix, via in added:
-            routes.insert(prefix, intern_address(via))
+        spokes that register only their own address; its policy counts the prefixes
+        routed through a client as the client's. Kept while stopped: the routes are the
+        kernel's. Raises TypeError, changing nothing, for a malformed route."""
+        self._core.routes.update(added, removed)
         return self._flush() if self._core.running else []
 
     def name_resolved(self, now: float, name: str, addresses: Iterable[Address]) -> list[Action]:

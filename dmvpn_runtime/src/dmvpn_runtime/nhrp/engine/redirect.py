@@ -57,12 +57,13 @@ class Redirector:
             counters["redirect_wrong_protocol"] += 1
             return
         if not config.policy.trivial:
-            # The sender is the client whose address or prefix holds the source (NAT-safe:
-            # never looked up by NBMA, which spokes behind one NAT share).
-            side = (host(inner_src),)
-            client = core.cache.covering(inner_src)
+            # The sender is the client whose address or prefix (registered, or routed
+            # through it) holds the source (NAT-safe: never looked up by NBMA, which spokes
+            # behind one NAT share).
+            side: tuple = (host(inner_src),)
+            client = core.client_holding(inner_src)
             if client is not None:
-                side = (*side, host(client.proto), *client.prefixes)
+                side = (*side, *core.client_networks(client))
             if not config.policy.allows(side, inner_dst):
                 counters["redirect_policy_denied"] += 1
                 core.event(

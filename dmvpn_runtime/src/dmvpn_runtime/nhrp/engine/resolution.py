@@ -278,7 +278,12 @@ class Resolver:
             hit = core.cache.covering_length(target)
             if hit is not None and (hit[1].expires <= now or hit[0] <= best):
                 hit = None
-            routed = self._routed_client(target, hit[0] if hit is not None else best, now)
+            # RFC 2332 §5.2.1, the routed path: Cisco and FRR spokes register no prefixes.
+            routed = core.routed_client(target)
+            if routed is not None and (
+                routed[1].expires <= now or routed[0] <= (hit[0] if hit is not None else best)
+            ):
+                routed = None
             if routed is not None:
                 core.stats.counters["resolution_by_route"] += 1
                 self._serve(pkt, src, routed[1], now, routed[0])
@@ -297,21 +302,6 @@ class Resolver:
                 return
         if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
             self._nak(pkt, src, CieCode.NO_BINDING_EXISTS, now)
-
-    def _routed_client(
-        self, target: Address, longer_than: int, now: float
-    ) -> tuple[int, CacheEntry] | None:
-        """The length of the longest route holding ``target``, if longer than
-        ``longer_than``, and the registered client it goes through (RFC 2332 §5.2.1: the
-        routed path; Cisco and FRR spokes register no prefixes, the hub routes them)."""
-        core = self.core
-        route = core.routes.lookup(target)
-        if route is None or route[0].prefixlen <= longer_than:
-            return None
-        client = core.cache.get(route[1])
-        if client is None or client.type is not MappingType.REGISTERED or client.expires <= now:
-            return None
-        return route[0].prefixlen, client
 
     def _serve(
         self,
@@ -351,16 +341,16 @@ class Resolver:
             self._answer_from(pkt, src, entry, now, prefix_length)
 
     def _nhs_allows(self, requester: Address, target: Address, entry: CacheEntry) -> bool:
-        """Hub policy for a requester (with the prefixes it registered here) and a target;
-        a client's overlay address stands for the whole client (all its prefixes)."""
+        """Hub policy for a requester (with its prefixes, registered here or routed through
+        it) and a target; a client's overlay address stands for the whole client."""
         core = self.core
         policy = core.config.policy
-        side = (host(requester),)
+        side: tuple = (host(requester),)
         client = core.cache.get(requester)
         if client is not None and client.type is MappingType.REGISTERED:
-            side = (*side, *client.prefixes)
+            side = core.client_networks(client)
         if target == entry.proto:
-            return all(policy.allows(side, n) for n in (host(target), *entry.prefixes))
+            return all(policy.allows(side, n) for n in core.client_networks(entry))
         return policy.allows(side, target)
 
     def _forward(self, pkt: Packet, src: Address, nbma: Address, now: float) -> None:

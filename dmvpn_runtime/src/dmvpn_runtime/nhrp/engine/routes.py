@@ -1,0 +1,72 @@
+"""The routing table's routes through the tunnel, as the driver reports them.
+
+``Engine.routes_changed`` feeds them (dmvpnd reads the kernel's main table). An NHS uses
+them twice, for clients that register only their overlay address (Cisco and FRR
+spokes), whose LANs it knows from routing:
+
+- to find the client a Resolution Request goes to when no registration holds the
+  target (RFC 2332 §5.2.1: along the routed path);
+- in its policy, where a client stands for its overlay address, the prefixes it
+  registered and the prefixes routed through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from ..wire import Address, intern_address
+from .cache import PrefixTable
+
+Network = IPv4Network | IPv6Network
+
+
+class RouteTable:
+    """Prefix -> overlay next hop, with a longest-prefix lookup and the reverse index."""
+
+    __slots__ = ("_table", "_through")
+
+    def __init__(self) -> None:
+        self._table: PrefixTable[Address] = PrefixTable()
+        self._through: dict[Address, set[Network]] = {}  # next hop -> its prefixes
+
+    def update(self, added: Iterable[tuple[Network, Address]], removed: Iterable[Network]) -> None:
+        """``added`` replace any route of their prefix, ``removed`` go. Raises TypeError,
+        changing nothing, for a malformed route."""
+        added, removed = list(added), list(removed)
+        for prefix, via in added:
+            if not isinstance(prefix, IPv4Network | IPv6Network) or not isinstance(
+                via, IPv4Address | IPv6Address
+            ):
+                raise TypeError(f"route: expected (network, address), got ({prefix!r}, {via!r})")
+            if via.version != prefix.version:
+                raise TypeError(f"route {prefix} via {via}: the next hop is of another family")
+        for prefix in removed:
+            if not isinstance(prefix, IPv4Network | IPv6Network):
+                raise TypeError(f"withdrawn route: expected a network, got {prefix!r}")
+        for prefix in removed:
+            self._unlink(prefix, self._table.remove(prefix))
+        for prefix, via in added:
+            via = intern_address(via)
+            self._unlink(prefix, self._table.get(prefix))
+            self._table.insert(prefix, via)
+            self._through.setdefault(via, set()).add(prefix)
+
+    def _unlink(self, prefix: Network, via: Address | None) -> None:
+        prefixes = self._through.get(via) if via is not None else None
+        if prefixes is not None:
+            prefixes.discard(prefix)
+            if not prefixes:
+                del self._through[via]
+
+    def lookup(self, addr: Address) -> tuple[Network, Address] | None:
+        """The longest route holding ``addr``: (prefix, next hop)."""
+        return self._table.lookup(addr)
+
+    def through(self, via: Address) -> tuple[Network, ...]:
+        """The prefixes routed via overlay address ``via``."""
+        prefixes = self._through.get(via)
+        return tuple(prefixes) if prefixes else ()
+
+    def __len__(self) -> int:
+        return len(self._table)
