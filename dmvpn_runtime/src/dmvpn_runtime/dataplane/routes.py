@@ -32,12 +32,14 @@ from .netlink import (
     SO_RCVBUFFORCE,
     SOCKET_BUFFER,
     RequestSocket,
+    attribute,
     attributes,
     message,
     messages,
 )
 
 RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
 RTM_GETROUTE = 26
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
@@ -45,9 +47,12 @@ RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
+RTA_MULTIPATH = 9
 RTA_TABLE = 15
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
+SOL_NETLINK = 270
+NETLINK_GET_STRICT_CHK = 12  # dump requests carry filters the kernel applies
 # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTMSG = struct.Struct("=BBBBBBBBI")
 _U32 = struct.Struct("=I")
@@ -64,45 +69,81 @@ class Route:
     metric: int
 
 
-def parse_routes(buf: bytes, ifindex: int, ignore_protocol: int) -> Iterable[Route]:
-    """Unicast routes of the main table out of ``ifindex`` with a next hop, in a netlink
-    read (a dump's messages); routes of protocol ``ignore_protocol`` are skipped."""
+@dataclass(frozen=True, slots=True)
+class RouteMessage:
+    """What the watcher needs of one RTM_NEWROUTE or RTM_DELROUTE message."""
+
+    kind: int
+    prefix: Network | None  # None: malformed (host bits set, bad lengths)
+    table: int
+    protocol: int
+    unicast: bool
+    oif: int
+    gateway: Address | None
+    metric: int
+    multipath: bool
+
+
+def route_messages(buf: bytes) -> Iterable[RouteMessage]:
+    """The route messages of IPv4 and IPv6 in a netlink read (a dump or notices)."""
     for kind, _flags, _seq, start, end in messages(buf):
-        if kind != RTM_NEWROUTE or end - start < RTMSG.size:
+        if kind not in (RTM_NEWROUTE, RTM_DELROUTE) or end - start < RTMSG.size:
             continue
         family, dst_len, _src, _tos, table, protocol, _scope, rtype, _rflags = RTMSG.unpack_from(
             buf, start
         )
         shape = _FAMILIES.get(family)
-        if shape is None or rtype != RTN_UNICAST or protocol == ignore_protocol:
+        if shape is None:
             continue
         address, network, size = shape
-        dst, gateway, oif, metric = bytes(size), None, 0, 0
+        dst, gateway, oif, metric, multipath = bytes(size), None, 0, 0, False
         for attr, value in attributes(buf, start + RTMSG.size, end):
             if attr == RTA_DST and len(value) == size:
                 dst = value
             elif attr == RTA_GATEWAY and len(value) == size:
-                gateway = value
+                gateway = address(value)
             elif attr == RTA_OIF and len(value) == 4:
                 oif = _U32.unpack(value)[0]
             elif attr == RTA_PRIORITY and len(value) == 4:
                 metric = _U32.unpack(value)[0]
             elif attr == RTA_TABLE and len(value) == 4:
                 table = _U32.unpack(value)[0]
-        if table != RT_TABLE_MAIN or oif != ifindex or gateway is None:
-            continue
+            elif attr == RTA_MULTIPATH:
+                multipath = True
         try:
-            prefix = network((int.from_bytes(dst, "big"), dst_len))
+            prefix: Network | None = network((int.from_bytes(dst, "big"), dst_len))
         except ValueError:  # host bits set: not a route the kernel would hold
-            continue
-        yield Route(prefix, address(gateway), metric)
+            prefix = None
+        yield RouteMessage(
+            kind, prefix, table, protocol, rtype == RTN_UNICAST, oif, gateway, metric, multipath
+        )
 
 
-def route_dump_request(seq: int) -> bytes:
-    """RTM_GETROUTE dump of every family's routes."""
-    return message(
-        RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
-    )
+def parse_routes(buf: bytes, ifindex: int, ignore_protocol: int) -> Iterable[Route]:
+    """Unicast routes of the main table out of ``ifindex`` with a next hop, in a netlink
+    read (a dump's messages); routes of protocol ``ignore_protocol`` are skipped."""
+    for m in route_messages(buf):
+        if (
+            m.kind == RTM_NEWROUTE
+            and m.unicast
+            and m.prefix is not None
+            and m.gateway is not None
+            and m.table == RT_TABLE_MAIN
+            and m.oif == ifindex
+            and m.protocol != ignore_protocol
+        ):
+            yield Route(m.prefix, m.gateway, m.metric)
+
+
+def route_dump_request(seq: int, ifindex: int | None = None) -> bytes:
+    """RTM_GETROUTE dump of every family's routes; with ``ifindex``, of the main table's
+    routes out of that device only (filtered by the kernel: a socket with
+    NETLINK_GET_STRICT_CHK, Linux 4.20 and later)."""
+    body = RTMSG.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    if ifindex is not None:
+        body += attribute(RTA_OIF, _U32.pack(ifindex))
+        body += attribute(RTA_TABLE, _U32.pack(RT_TABLE_MAIN))
+    return message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def best_routes(routes: Iterable[Route]) -> dict[Network, Address]:
@@ -122,8 +163,10 @@ class RouteWatcher:
         self.ifname = ifname
         self.ignore_protocol = ignore_protocol
         self.routes: dict[Network, Address] = {}
+        self._ifindex = 0
         self._events: socket.socket | None = None
         self._dump: RequestSocket | None = None
+        self._strict = False  # the kernel filters our dumps
 
     def open(self) -> int:
         """Subscribe to route changes; returns the descriptor to watch for them."""
@@ -136,6 +179,11 @@ class RouteWatcher:
         sock.setblocking(False)
         self._events = sock
         self._dump = RequestSocket(NETLINK_ROUTE)
+        try:
+            self._dump.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            self._strict = True
+        except OSError:  # an older kernel: dump everything and filter here
+            self._strict = False
         return sock.fileno()
 
     def close(self) -> None:
@@ -145,29 +193,55 @@ class RouteWatcher:
         self._events = self._dump = None
 
     def drain(self) -> bool:
-        """Read the pending change notices; True when there were any (read again)."""
-        seen = False
+        """Read the pending change notices; True when one may concern the device's
+        routes (read the table again). A hub that also carries a large routing table
+        elsewhere reads ours only when ours may have changed."""
+        relevant = False
         while self._events is not None:
             try:
-                self._events.recv(1 << 16)
+                buf = self._events.recv(1 << 16)
             except BlockingIOError:
                 break
             except OSError:  # ENOBUFS: notices were lost, which a full read repairs
                 return True
-            seen = True
-        return seen
+            relevant = relevant or any(self._concerns_us(m) for m in route_messages(buf))
+        return relevant
+
+    def _concerns_us(self, m: RouteMessage) -> bool:
+        # A route of ours replaced by one through another device comes as a new route
+        # of that device only: a prefix we hold counts whatever the device.
+        return m.table == RT_TABLE_MAIN and (
+            m.oif == self._ifindex or m.multipath or m.prefix in self.routes
+        )
 
     def read(self) -> tuple[list[tuple[Network, Address]], list[Network]]:
         """Read the table again: the routes added or changed (prefix, next hop) and the
         prefixes gone, since the last read. OSError when the kernel cannot be read."""
         if self._dump is None:
             raise OSError("route watcher is not open")
-        ifindex = socket.if_nametoindex(self.ifname)
-        found: list[Route] = []
-        for buf in self._dump.dump(route_dump_request(self._dump.next_seq())):
-            found.extend(parse_routes(buf, ifindex, self.ignore_protocol))
+        self._ifindex = socket.if_nametoindex(self.ifname)
+        try:
+            found = self._dump_routes()
+        except OSError:
+            if not self._strict:
+                raise
+            self._strict = False  # the kernel refused the filter: filter here
+            found = self._dump_routes()
         now = best_routes(found)
         added = [(p, via) for p, via in now.items() if self.routes.get(p) != via]
         removed = [p for p in self.routes if p not in now]
         self.routes = now
         return added, removed
+
+    def _dump_routes(self) -> list[Route]:
+        assert self._dump is not None
+        request = route_dump_request(self._dump.next_seq(), self._ifindex if self._strict else None)
+        found: list[Route] = []
+        for buf in self._dump.dump(request):
+            found.extend(parse_routes(buf, self._ifindex, self.ignore_protocol))
+        return found
+
+    @property
+    def kernel_filtered(self) -> bool:
+        """The kernel filters the dumps (only this device's main-table routes come)."""
+        return self._strict

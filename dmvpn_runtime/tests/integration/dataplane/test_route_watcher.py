@@ -52,7 +52,10 @@ ip("-6", "route", "del", "fd03::/64")
 out["changed"] = step(watcher, fd)
 ip("route", "replace", "10.3.0.0/24", "dev", "lo")
 out["moved"] = step(watcher, fd)
+ip("route", "add", "10.8.0.0/24", "via", "10.254.0.2", "dev", "rw1")
+out["elsewhere"] = step(watcher, fd)
 out["idle"] = step(watcher, fd)
+out["kernel_filtered"] = watcher.kernel_filtered
 watcher.close()
 print(json.dumps(out))
 """
@@ -73,6 +76,7 @@ def namespace() -> Iterator[str]:
             "ip link set lo up",
             "ip addr add 10.255.0.1/24 dev rw0",
             "ip -6 addr add fd00::1/64 dev rw0 nodad",
+            "ip addr add 10.254.0.1/24 dev rw1",
         ):
             subprocess.run(["ip", "netns", "exec", name, *command.split()], check=True)
         yield name
@@ -112,4 +116,7 @@ def test_the_watcher_reads_routes_through_the_device_and_what_changed(namespace:
     }
     # A route replaced by one through another device is gone from the tunnel's view.
     assert out["moved"] == {"notified": True, "added": [], "removed": ["10.3.0.0/24"]}
+    # A route through another device is none of the watcher's business: no read.
+    assert out["elsewhere"] == {"notified": False, "added": [], "removed": []}
     assert out["idle"]["added"] == out["idle"]["removed"] == []
+    assert out["kernel_filtered"]  # Linux >= 4.20 filters the dump by device and table
