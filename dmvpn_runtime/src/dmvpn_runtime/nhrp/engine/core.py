@@ -353,25 +353,26 @@ class Core:
         return self.own_side[version]
 
     # -- clients (NHS) ------------------------------------------------------------------------
-    def routed_client(self, addr: Address) -> tuple[int, CacheEntry] | None:
-        """The length of the longest route holding ``addr`` and the registered client it
-        goes through, if it goes through one."""
-        route = self.routes.lookup(addr)
-        if route is None:
-            return None
-        client = self.cache.get(route[1])
-        if client is None or client.type is not MappingType.REGISTERED:
-            return None
-        return route[0].prefixlen, client
-
-    def client_holding(self, addr: Address) -> CacheEntry | None:
-        """The registered client whose address, registered prefix or routed prefix holds
-        ``addr`` (the longest match)."""
+    def holder(
+        self, addr: Address, now: float | None = None
+    ) -> tuple[int, CacheEntry, bool] | None:
+        """The registered client holding ``addr`` by the longest match, the match's length,
+        and whether a route (True) or the client's registration (its address or a prefix
+        it registered) holds it. Clients expired at ``now`` do not count."""
+        found = None
         registered = self.cache.covering_length(addr)
-        routed = self.routed_client(addr)
-        if routed is not None and (registered is None or routed[0] > registered[0]):
-            return routed[1]
-        return registered[1] if registered is not None else None
+        if registered is not None and (now is None or registered[1].expires > now):
+            found = (registered[0], registered[1], False)
+        route = self.routes.lookup(addr)
+        if route is not None and (found is None or route[0].prefixlen > found[0]):
+            client = self.cache.get(route[1])
+            if (
+                client is not None
+                and client.type is MappingType.REGISTERED
+                and (now is None or client.expires > now)
+            ):
+                found = (route[0].prefixlen, client, True)
+        return found
 
     def client_networks(self, client: CacheEntry) -> tuple[Network, ...]:
         """What a registered client stands for in the hub's policy: its overlay address,

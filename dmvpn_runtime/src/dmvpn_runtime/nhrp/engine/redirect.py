@@ -61,9 +61,9 @@ class Redirector:
             # through it) holds the source (NAT-safe: never looked up by NBMA, which spokes
             # behind one NAT share).
             side: tuple = (host(inner_src),)
-            client = core.client_holding(inner_src)
-            if client is not None:
-                side = (*side, *core.client_networks(client))
+            held = core.holder(inner_src)
+            if held is not None:
+                side = (*side, *core.client_networks(held[1]))
             if not config.policy.allows(side, inner_dst):
                 counters["redirect_policy_denied"] += 1
                 core.event(

@@ -271,25 +271,16 @@ class Resolver:
             return
         covering = core.covering_protected(target)
         if config.is_nhs:
-            # The longest match wins: a client's registered binding or a route through a
-            # client over our own aggregate (a regional hub protecting 10.2.0.0/16
-            # forwards for its spoke's 10.2.1.0/24), a route over a shorter registration.
-            best = covering.prefixlen if covering is not None else -1
-            hit = core.cache.covering_length(target)
-            if hit is not None and (hit[1].expires <= now or hit[0] <= best):
-                hit = None
-            # RFC 2332 §5.2.1, the routed path: Cisco and FRR spokes register no prefixes.
-            routed = core.routed_client(target)
-            if routed is not None and (
-                routed[1].expires <= now or routed[0] <= (hit[0] if hit is not None else best)
-            ):
-                routed = None
-            if routed is not None:
-                core.stats.counters["resolution_by_route"] += 1
-                self._serve(pkt, src, routed[1], now, routed[0])
-                return
-            if hit is not None:
-                self._serve(pkt, src, hit[1], now)
+            # A client holding the target more specifically than our own aggregate gets
+            # it (a regional hub protecting 10.2.0.0/16 forwards for its spoke's
+            # 10.2.1.0/24), by registration or by a route through it (RFC 2332 §5.2.1,
+            # the routed path: Cisco and FRR spokes register no prefixes).
+            held = core.holder(target, now)
+            if held is not None and (covering is None or held[0] > covering.prefixlen):
+                length, client, routed = held
+                if routed:
+                    core.stats.counters["resolution_by_route"] += 1
+                self._serve(pkt, src, client, now, length if routed else None)
                 return
         if covering is not None:
             if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
