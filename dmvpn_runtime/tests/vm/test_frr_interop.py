@@ -17,7 +17,8 @@ decoded NHRP exchange is printed at the end (``pytest -rA`` shows it).
 2. an FRR spoke registers with our hub, and its traffic crosses our hub;
 3. shortcuts between our spoke and an FRR spoke through our hub, both ways;
 4. the FRR spoke's shortcut to our spoke's LAN;
-5. our spoke's shortcut to the FRR spoke's LAN, which our hub knows only by its route.
+5. our spoke's shortcut to the FRR spoke's LAN, which our hub knows only by its route;
+6. what happens when our spoke asks the FRR hub for an address nobody holds.
 """
 
 from __future__ import annotations
@@ -402,3 +403,53 @@ def test_our_spoke_shortcut_to_frr_spokes_lan_by_our_hubs_route(
         assert ping(lab, "spoke1-lan", dst, count=n, interval=0.1) == n
     assert [p for p in at_hub.carrying(src, dst) if p[2] == src] == [], at_hub.lines
     assert at_frr.carrying(src, dst).count((s1.nbma[0], fs.nbma[0], src, dst)) >= n, at_frr.lines
+
+
+# -- 6: an address nobody holds, asked of the FRR hub ------------------------------------------
+def spoke_events(lab: Lab, node: str, kind: str) -> list[dict[str, Any]]:
+    """Events of that kind in the node's JSON-lines event log."""
+    path = lab.node(node).path(f"/var/lib/dmvpn/{lab.node(node).tunnel}.events.jsonl")
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:  # a line being written right now
+            continue
+        if event.get("event") == kind:
+            found.append(event)
+    return found
+
+
+def test_frr_hub_does_not_answer_for_an_address_nobody_holds(
+    interop: tuple[Lab, dict[str, Frr]],
+) -> None:
+    """spoke3 (ours, its NHS the FRR hub) has traffic for an overlay address no node
+    holds. FRR's NHS routes that address out of its WAN, not through the tunnel, and
+    drops the request: no reply (FRR's code 11 or our 12) and no Error Indication. Our
+    spoke retransmits the request (same octets: 1, 2, 4, 7, 7 s), gives up after 30 s
+    with a ``resolution_failed`` event, and caches nothing."""
+    lab, frr = interop
+    unknown = "10.255.255.99"
+
+    def sent() -> int:
+        return int(
+            dmvpnctl(lab, "spoke3", "show", "stats")["engine"]["tx"].get("resolution_request", 0)
+        )
+
+    before = sent()
+    ping(lab, "spoke3", unknown, count=1)
+
+    def gave_up() -> list[dict[str, Any]]:
+        failures = spoke_events(lab, "spoke3", "resolution_failed")
+        return [e for e in failures if e.get("target") == unknown]
+
+    failed = wait_until(gave_up, 50.0, step=2.0)
+    assert failed, diagnostics(lab, frr)
+    assert failed[0]["reason"] == "timeout", failed
+    assert sent() - before >= 5  # the first request and its retransmissions
+    assert not [e for e in dmvpnctl(lab, "spoke3", "show", "nhrp") if e["proto"] == unknown]
+    log = frr["frrhub"].logs(50000)
+    asked = f"Recv Resolution-Request(1) {lab.node('spoke3').overlay[0]} -> {unknown}"
+    assert asked in log, log
+    since = log[log.index(asked) :]  # FRR serves only spoke3: nothing else is resolved there
+    assert "Resolution-Reply" not in since and "Error-Indication" not in since, since
