@@ -7,12 +7,15 @@ out of the tunnel via the spoke's overlay address. dmvpnd hands these routes to
 ``Engine.routes_changed`` so that the hub forwards a resolution for such a LAN to that
 spoke, which answers with its prefix.
 
-``RouteWatcher`` keeps the main table's routes out of one device that have a next hop:
-read in full (a dump) when it opens and again after the kernel reports a change
-(``RTMGRP_IPV4_ROUTE``, ``RTMGRP_IPV6_ROUTE``), then compared with what it had. A full
-read, rather than applying each notice, keeps the rules simple where the kernel is
-subtle (a replaced route moving to another device, several metrics for one prefix).
-Our own shortcut routes (``base.ROUTE_PROTO``) are left out: they come from NHRP.
+``RouteWatcher`` keeps the main table's routes out of one device that have a next hop.
+It reads them all (a dump the kernel filters by device and table) when it opens, and
+again after a change notice (``RTMGRP_IPV4_ROUTE``, ``RTMGRP_IPV6_ROUTE``) that may
+concern them, and reports the difference. Reading the device's table, rather than
+applying each notice, keeps the rules simple where the kernel is subtle (a replaced
+route moving to another device, several metrics for one prefix); reading only on a
+notice that may concern it keeps a large table elsewhere (a full Internet table on the
+WAN) from costing anything. Our own shortcut routes (``base.ROUTE_PROTO``) are left out:
+they come from NHRP.
 """
 
 from __future__ import annotations
