@@ -430,6 +430,8 @@ class Daemon:
             cache_entries=engine.get("cache_entries", {}),
             nhs_up=nhs_up,
             shortcuts=engine.get("gauges", {}).get("shortcuts", 0),
+            routes=engine.get("gauges", {}).get("routes", 0),
+            counters=dict(engine.get("counters", {})),
             peer_packets=peer_packets,
             peer_octets=peer_octets,
             dataplane_drops=dict(plane.drops),

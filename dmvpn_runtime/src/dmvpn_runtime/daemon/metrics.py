@@ -26,6 +26,8 @@ class Snapshot:
     cache_entries: dict[str, int] = field(default_factory=dict)  # by entry type
     nhs_up: dict[tuple[str, str], int] = field(default_factory=dict)  # (proto, nbma) -> 0/1
     shortcuts: int = 0
+    routes: int = 0  # through the tunnel, as the hub forwards resolutions along them
+    counters: dict[str, int] = field(default_factory=dict)  # the engine's, by name
     peer_packets: dict[tuple[str, str], int] = field(default_factory=dict)  # (peer, dir)
     peer_octets: dict[tuple[str, str], int] = field(default_factory=dict)
     dataplane_drops: dict[str, int] = field(default_factory=dict)  # by reason
@@ -75,6 +77,21 @@ class _SnapshotCollector(Collector):
             "Installed shortcut routes",
             ["tunnel"],
             [((t,), snap.shortcuts)],
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "dmvpn_routes",
+            "Routes through the tunnel that the hub forwards resolutions along",
+            ["tunnel"],
+            [((t,), snap.routes)],
+        )
+        yield _family(
+            CounterMetricFamily,
+            "dmvpn_nhrp_events",
+            "NHRP engine outcomes by name (resolutions forwarded and answered, by route, "
+            "redirects, policy denials, rate limits, refused CIEs ...)",
+            ["tunnel", "event"],
+            (((t, k), v) for k, v in snap.counters.items()),
         )
         yield _family(
             CounterMetricFamily,

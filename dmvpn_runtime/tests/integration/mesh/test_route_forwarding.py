@@ -9,9 +9,12 @@ form in both directions, as with spokes that register their prefixes.
 
 from __future__ import annotations
 
+import sys
+
 from dmvpn_runtime.lab import Lab
 
 from .conftest import ctl, lan_address, ping, wait_registered, wait_until
+from .test_daemon_ops import SCRAPE, metric
 from .test_phase3 import ROUND, lan_prefix, wait_shortcut
 
 SPEC = {
@@ -46,6 +49,10 @@ def by_route(lab: Lab, hub: str) -> int:
     return ctl(lab, hub, "show", "stats")["engine"]["counters"].get("resolution_by_route", 0)
 
 
+def scrape(lab: Lab, node: str) -> str:
+    return lab.node(node).exec([sys.executable, "-c", SCRAPE], check=True).stdout
+
+
 def test_shortcuts_form_to_lans_the_hub_knows_only_by_route(lab_factory) -> None:
     lab = lab_factory(SPEC)
     wait_registered(lab, ["spoke1", "spoke2"], ["hub1"])
@@ -68,3 +75,7 @@ def test_shortcuts_form_to_lans_the_hub_knows_only_by_route(lab_factory) -> None
     sc2 = wait_shortcut(lab, "spoke2", "spoke1", timeout=2 * ROUND)
     assert sc2["prefix"] == "10.1.0.0/24"
     assert by_route(lab, "hub1") >= 2
+    # What a monitoring system sees.
+    text = scrape(lab, "hub1")
+    assert metric(text, "dmvpn_routes") == 2
+    assert metric(text, "dmvpn_nhrp_events_total", event="resolution_by_route") >= 2
