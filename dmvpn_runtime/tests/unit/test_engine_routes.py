@@ -22,6 +22,7 @@ from enginekit import (
     registered_hub,
     registration,
     resolution_request,
+    sent,
     spoke_config,
     started,
 )
@@ -179,3 +180,22 @@ def test_a_withdrawn_route_no_longer_speaks_for_the_client() -> None:
     hub.routes_changed(2.0, [], [SPOKE_LAN])
     dst, fwd = only_sent(feed(hub, 3.0, SPOKE_NBMA, resolution_request(TARGET)))
     assert dst == OTHER_NBMA and fwd.type == PacketType.RESOLUTION_REQUEST
+
+
+def test_a_roaming_client_is_purged_at_its_resolvers_with_its_routed_prefixes() -> None:
+    hub = started(hub_config())
+    for i, (proto, nbma, prefixes) in enumerate(BARE):  # without the U flag: may move
+        feed(hub, 0.0, nbma, registration(proto, nbma, prefixes, unique=False, request_id=i))
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET))  # spoke resolves by route
+    moved = ip_address("203.0.113.99")
+    registered_again = registration(OTHER_PROTO, moved, (), unique=False, request_id=77)
+    actions = feed(hub, 3.0, moved, registered_again)
+    purges = [(d, p) for d, p in sent(actions) if p.type == PacketType.PURGE_REQUEST]
+    assert len(purges) == 1, purges
+    dst, purge = purges[0]
+    assert dst == SPOKE_NBMA and purge.dst_proto == SPOKE_PROTO
+    assert {(c.client_proto, c.prefix_length) for c in purge.cies} == {
+        (OTHER_PROTO, 32),
+        (BEHIND_OTHER.network_address, 24),
+    }

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..wire import Address, Cie, Packet, PacketType
 from ..wire.constants import PURGE_FLAG_NO_REPLY, UNIQUE_PREFIX_LENGTH
 from .actions import EventKind, MappingType
-from .cache import CacheEntry, host, network
+from .cache import CacheEntry, network
 from .core import PROTOCOL_OF_VERSION, Core
 from .stats import Drop
 from .timers import DEFAULT_HOP_COUNT, PURGE_ATTEMPTS, PURGE_RETRY_FIRST
@@ -86,8 +86,11 @@ class Purger:
         core = self.core
         resolvers = entry.resolved_by or {}
         entry.resolved_by = None
-        cies = _cies_for(entry.proto, entry.claimed_nbma, entry.prefixes)
-        core.redirector.forget((host(entry.proto), *entry.prefixes))
+        # Its registered prefixes and those routed through it: a resolver may hold a
+        # shortcut to either.
+        routed = core.routes.through(entry.proto)
+        cies = _cies_for(entry.proto, entry.claimed_nbma, (*entry.prefixes, *routed))
+        core.redirector.forget(core.client_networks(entry))
         for proto, nbma in resolvers.items():
             own = core.own.get(PROTOCOL_OF_VERSION[proto.version])
             if own is not None:
