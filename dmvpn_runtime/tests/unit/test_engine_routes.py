@@ -109,6 +109,18 @@ def test_routes_replace_earlier_ones_and_survive_a_restart_of_the_engine() -> No
     assert dst == OTHER_NBMA  # the routing table is the kernel's, not the engine's state
 
 
+def test_the_routes_view_names_the_client_each_next_hop_is() -> None:
+    hub = registered_hub(*BARE)
+    stranger = ip_address("172.16.0.99")
+    hub.routes_changed(
+        1.0, [(BEHIND_OTHER, OTHER_PROTO), (ip_network("10.9.0.0/16"), stranger)], []
+    )
+    assert [v.as_dict() for v in hub.routes()] == [
+        {"prefix": "10.2.0.0/24", "via": str(OTHER_PROTO), "client_nbma": str(OTHER_NBMA)},
+        {"prefix": "10.9.0.0/16", "via": str(stranger), "client_nbma": None},
+    ]
+
+
 def test_a_spoke_keeps_routes_but_does_not_forward() -> None:
     spoke = started(spoke_config())
     spoke.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])

@@ -63,6 +63,10 @@ SHOW: dict[str, tuple[str, list[tuple[str, str]]]] = {
             ("route", "ROUTE"),
         ],
     ),
+    "routes": (
+        "show_routes",
+        [("prefix", "PREFIX"), ("via", "VIA"), ("client_nbma", "CLIENT NBMA")],
+    ),
     "peers": ("show_peers", []),  # columns from the data: peers carry per-kind fields
     "stats": ("show_stats", []),
     "status": ("show_status", []),

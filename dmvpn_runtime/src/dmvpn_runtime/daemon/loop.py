@@ -358,6 +358,7 @@ class Daemon:
             "show_nhs": lambda a: self._views(self.engine.nhs_states()),
             "show_shortcuts": lambda a: self._views(self.engine.shortcuts()),
             "show_peers": lambda a: self._views(self.engine.peers()),
+            "show_routes": lambda a: self._views(self.engine.routes()),
             "show_stats": lambda a: self.stats(),
             "show_status": lambda a: self.status(),
             "clear_nhrp": self._clear_nhrp,

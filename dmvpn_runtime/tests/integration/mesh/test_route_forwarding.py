@@ -63,6 +63,12 @@ def test_shortcuts_form_to_lans_the_hub_knows_only_by_route(lab_factory) -> None
     assert wait_until(
         lambda: ctl(lab, "hub1", "show", "stats")["engine"]["gauges"]["routes"] == 2, 5.0
     ), ctl(lab, "hub1", "show", "stats")["engine"]["gauges"]
+    # What the operator sees: each route and the client its next hop is.
+    shown = {r["prefix"]: r for r in ctl(lab, "hub1", "show", "routes")}
+    for spoke in ("spoke1", "spoke2"):
+        route = shown[lan_prefix(lab, spoke)]
+        assert route["via"] == lab.node(spoke).overlay[0]
+        assert route["client_nbma"] == lab.node(spoke).nbma[0]
 
     # The first packets cross the hub (its routes); its redirect makes spoke1 resolve
     # spoke2's LAN, and the hub forwards that request to spoke2 by route.

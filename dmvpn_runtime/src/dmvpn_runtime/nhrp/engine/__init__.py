@@ -22,7 +22,7 @@ from .config import EngineConfig, Limits, NhsConfig, ResolutionMode, Role, Stati
 from .engine import Engine
 from .policy import Policy, PolicyRule, Verdict
 from .stats import Drop
-from .views import CacheEntryView, NhsView, PeerView, ShortcutView
+from .views import CacheEntryView, NhsView, PeerView, RouteView, ShortcutView
 
 __all__ = [
     "WAKE",
@@ -54,6 +54,7 @@ __all__ = [
     "ResolutionMode",
     "ResolveName",
     "Role",
+    "RouteView",
     "SendPacket",
     "ShortcutView",
     "StaticMapping",

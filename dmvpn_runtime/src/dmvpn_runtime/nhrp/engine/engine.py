@@ -37,7 +37,7 @@ from .redirect import Redirector
 from .resolution import Resolver
 from .shortcut import Shortcuts
 from .stats import Drop
-from .views import CacheEntryView, NhsView, PeerView, ShortcutView, expiry
+from .views import CacheEntryView, NhsView, PeerView, RouteView, ShortcutView, expiry
 
 Network = IPv4Network | IPv6Network
 
@@ -408,6 +408,17 @@ class Engine:
                 )
             )
         return out
+
+    def routes(self) -> list[RouteView]:
+        """The routes through the tunnel (``routes_changed``), each with the NBMA of the
+        registered client its next hop is (an NHS forwards along those only)."""
+        core = self._core
+        views = []
+        for prefix, via in core.routes.items():
+            client = core.cache.get(via)
+            registered = client is not None and client.type is MappingType.REGISTERED
+            views.append(RouteView(prefix, via, client.nbma if registered else None))
+        return sorted(views, key=lambda v: (v.prefix.version, v.prefix))
 
     def peers(self) -> list[PeerView]:
         core = self._core

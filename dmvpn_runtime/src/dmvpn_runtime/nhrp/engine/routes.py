@@ -12,7 +12,7 @@ spokes), whose LANs it knows from routing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..wire import Address, intern_address
@@ -62,6 +62,10 @@ class RouteTable:
     def lookup(self, addr: Address) -> tuple[Network, Address] | None:
         """The longest route holding ``addr``: (prefix, next hop)."""
         return self._table.lookup(addr)
+
+    def items(self) -> Iterator[tuple[Network, Address]]:
+        """Every route: (prefix, next hop)."""
+        return self._table.items()
 
     def through(self, via: Address) -> tuple[Network, ...]:
         """The prefixes routed via overlay address ``via``."""

@@ -62,6 +62,13 @@ class ShortcutView(_View):
 
 
 @dataclass(frozen=True)
+class RouteView(_View):
+    prefix: Network
+    via: Address
+    client_nbma: Address | None  # the registered client ``via`` is; None: not one
+
+
+@dataclass(frozen=True)
 class PeerView(_View):
     nbma: Address
     ipsec_up: bool
