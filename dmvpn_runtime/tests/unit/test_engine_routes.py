@@ -10,6 +10,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 from enginekit import (
+    HUB_NBMA,
     HUB_PROTO,
     OTHER_NBMA,
     OTHER_PROTO,
@@ -125,6 +126,11 @@ def test_a_spoke_keeps_routes_but_does_not_forward() -> None:
     spoke = started(spoke_config())
     spoke.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
     assert spoke.stats()["gauges"]["routes"] == 1
+    # Not an NHS: a request for the routed LAN gets "no binding", not forwarded.
+    request = resolution_request(TARGET, OTHER_PROTO, OTHER_NBMA)
+    dst, nak = only_sent(feed(spoke, 2.0, HUB_NBMA, request))
+    assert dst == HUB_NBMA and nak.type == PacketType.RESOLUTION_REPLY
+    assert nak.cies[0].code == CieCode.NO_BINDING_EXISTS
 
 
 @pytest.mark.parametrize(

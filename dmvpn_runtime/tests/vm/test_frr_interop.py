@@ -15,10 +15,10 @@ decoded NHRP exchange is printed at the end (``pytest -rA`` shows it).
 
 1. our spoke registers with an FRR hub;
 2. an FRR spoke registers with our hub, and its traffic crosses our hub;
-3. shortcuts between our spoke and an FRR spoke through our hub, both ways;
-4. the FRR spoke's shortcut to our spoke's LAN;
-5. our spoke's shortcut to the FRR spoke's LAN, which our hub knows only by its route;
-6. what happens when our spoke asks the FRR hub for an address nobody holds.
+3. shortcuts through our hub (numbered as in docs/interop.md): 3a between our spoke's and
+   the FRR spoke's overlay addresses, both ways; 3b the FRR spoke's to our spoke's LAN;
+   3c our spoke's to the FRR spoke's LAN, which our hub knows only by its route;
+4. what happens when our spoke asks the FRR hub for an address nobody holds.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def test_frr_spoke_registers_with_our_hub(interop: tuple[Lab, dict[str, Frr]]) -
     assert ping(lab, "spoke1-lan", lan_address(lab, "frrspoke"), count=3) == 3
 
 
-# -- 3: shortcuts between our spoke and an FRR spoke, through our hub --------------------------
+# -- 3a, 3b: shortcuts between our spoke and an FRR spoke, through our hub ---------------------
 def frr_cache_has(frr: Frr, proto: str, nbma: str) -> bool:
     return bool(frr.rows("show ip nhrp cache", proto, nbma))
 
@@ -373,7 +373,7 @@ def test_frr_spoke_shortcut_to_our_spokes_lan(interop: tuple[Lab, dict[str, Frr]
     assert at_s1.carrying(src, dst).count((fs.nbma[0], s1.nbma[0], src, dst)) >= n, at_s1.lines
 
 
-# -- 5: our spoke to an FRR spoke's LAN, found by our hub's route ------------------------------
+# -- 3c: our spoke to an FRR spoke's LAN, found by our hub's route ------------------------------
 def test_our_spoke_shortcut_to_frr_spokes_lan_by_our_hubs_route(
     interop: tuple[Lab, dict[str, Frr]],
 ) -> None:
@@ -405,7 +405,7 @@ def test_our_spoke_shortcut_to_frr_spokes_lan_by_our_hubs_route(
     assert at_frr.carrying(src, dst).count((s1.nbma[0], fs.nbma[0], src, dst)) >= n, at_frr.lines
 
 
-# -- 6: an address nobody holds, asked of the FRR hub ------------------------------------------
+# -- 4: an address nobody holds, asked of the FRR hub ------------------------------------------
 def spoke_events(lab: Lab, node: str, kind: str) -> list[dict[str, Any]]:
     """Events of that kind in the node's JSON-lines event log."""
     path = lab.node(node).path(f"/var/lib/dmvpn/{lab.node(node).tunnel}.events.jsonl")

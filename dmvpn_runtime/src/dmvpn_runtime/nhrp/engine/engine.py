@@ -10,7 +10,6 @@ nothing is due); call :meth:`Engine.timer_fired` at that time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode, intern_address
@@ -29,7 +28,7 @@ from .actions import (
 from .auth import AllowAll, Authoriser
 from .cache import INSTALLED_TYPES, CacheEntry
 from .config import EngineConfig
-from .core import Core, Peer
+from .core import Core, Network, Peer
 from .nhc import Registrar
 from .nhs import RegistrationServer
 from .purge import Purger
@@ -38,8 +37,6 @@ from .resolution import Resolver
 from .shortcut import Shortcuts
 from .stats import Drop
 from .views import CacheEntryView, NhsView, PeerView, RouteView, ShortcutView, expiry
-
-Network = IPv4Network | IPv6Network
 
 _REQUEST_REPLY_EXTS = frozenset(
     {
