@@ -144,6 +144,8 @@ class PrefixTable(Generic[V]):
 
     def lookup(self, addr: Address) -> tuple[Network, V] | None:
         """The longest prefix holding ``addr``."""
+        if not self._tables:
+            return None  # most tables are empty (a hub's routes, a spoke's shortcuts)
         version = addr.version
         tables = self._tables.get(version)
         if tables is None:

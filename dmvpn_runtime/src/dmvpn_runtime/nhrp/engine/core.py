@@ -107,6 +107,7 @@ class Core:
         "authoriser",
         "cache",
         "config",
+        "echo_memo",
         "egress",
         "err_limiter",
         "generation",
@@ -116,6 +117,7 @@ class Core:
         "nhs",
         "out",
         "own",
+        "own_addresses",
         "own_side",
         "peers",
         "post_nat",
@@ -153,6 +155,7 @@ class Core:
         self.allow_all = isinstance(authoriser, auth.AllowAll)  # skip building its arguments
         self.running = False
         self.post_nat: Address | None = None  # our NBMA as the active NHS sees it
+        self.echo_memo: tuple = ()  # echo_extensions' last answer
         self.routes = RouteTable()  # through the tunnel, as the driver reports them
         self._request_id = (request_id & 0xFFFFFFFF) or 1
         self.apply_config(config)
@@ -182,6 +185,9 @@ class Core:
                 client_proto=self.own[pt],
             )
             self.responder_ext[pt] = ResponderAddress(self.responder[pt])
+        # A set: membership hashes (kept by interned addresses) instead of calling
+        # ipaddress's __eq__ for each of our addresses.
+        self.own_addresses = frozenset(self.own.values())
         # What we are the egress for: our overlay addresses and protected prefixes.
         self.egress: PrefixTable[bool] = PrefixTable()
         for iface in config.addresses:
@@ -236,19 +242,36 @@ class Core:
         return (*out, _END) if out else ()
 
     def echo_extensions(
-        self, request: Packet, replace: dict[type, Extension | None]
+        self, request: Packet, responder: ResponderAddress | None, natx: NatAddress | None
     ) -> tuple[Extension, ...]:
         """A reply's extensions: the request's in order (RFC 2332 §5.3: never reordered,
-        none added). Classes in ``replace`` are swapped for the given value (None drops
-        it), transit records are echoed, authentication is ours, the rest is dropped."""
+        none added). The Responder Address and NAT extensions are swapped for
+        ``responder`` and ``natx`` (None drops them), transit records are echoed,
+        authentication is ours, the rest is dropped.
+
+        The codec hands out one tuple for the same extension octets, and a hub's
+        clients send it the same ones, so the last answer is kept and reused while the
+        request's tuple and the replacements are the very same objects."""
+        exts = request.extensions
+        memo = self.echo_memo
+        if (
+            memo
+            and memo[0] is exts
+            and memo[1] is responder
+            and memo[2] is natx
+            and memo[3] is self.auth_ext
+        ):
+            return memo[4]
         out: list[Extension] = []
         authed = False
-        for ext in request.extensions:
+        for ext in exts:
             cls = type(ext)
-            if cls in replace:
-                new = replace[cls]
-                if new is not None:
-                    out.append(new)
+            if cls is ResponderAddress:
+                if responder is not None:
+                    out.append(responder)
+            elif cls is NatAddress:
+                if natx is not None:
+                    out.append(natx)
             elif cls is ForwardTransitNhs or cls is ReverseTransitNhs:
                 out.append(ext)
             elif cls is CleartextAuthentication and self.auth_ext is not None:
@@ -256,7 +279,9 @@ class Core:
                 authed = True
         if self.auth_ext is not None and not authed:
             out.append(self.auth_ext)
-        return (*out, _END) if out else ()
+        echoed = (*out, _END) if out else ()
+        self.echo_memo = (exts, responder, natx, self.auth_ext, echoed)
+        return echoed
 
     def reply(
         self,
@@ -264,7 +289,8 @@ class Core:
         ptype: PacketType,
         flags: int,
         cies: tuple[Cie, ...],
-        replace: dict[type, Extension | None],
+        responder: ResponderAddress | None,
+        natx: NatAddress | None,
         dst_proto: Address | None = None,
     ) -> Packet:
         """The reply to ``request``: its afn, protocol type, source and destination
@@ -281,7 +307,7 @@ class Core:
             flags,
             request.request_id,
             cies,
-            extensions=self.echo_extensions(request, replace),
+            extensions=self.echo_extensions(request, responder, natx),
         )
 
     def arm(self, key: Hashable, deadline: float) -> None:

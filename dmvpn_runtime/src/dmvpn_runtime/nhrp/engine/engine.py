@@ -205,10 +205,11 @@ class Engine:
             return []
         next_hop = intern_address(next_hop)
         entry = core.cache.get(next_hop)
-        if next_hop in core.own.values() or (entry is not None and entry.installed):
+        if next_hop in core.own_addresses or (entry is not None and entry.installed):
             core.stats.counters["no_mapping_ignored"] += 1
             return self._flush()
-        if not core.config.policy.allows(core.side_of(next_hop.version), next_hop):
+        policy = core.config.policy
+        if not policy.trivial and not policy.allows(core.side_of(next_hop.version), next_hop):
             core.stats.counters["policy_deny_resolution"] += 1
             core.event(EventKind.POLICY_DENY, role="nhc", stage="no_mapping", dst=next_hop)
             return self._flush()
@@ -480,7 +481,8 @@ class Engine:
         if core.config.require_ipsec and not protected:
             core.drop(Drop.UNPROTECTED, src, type=pkt.type.json_name)
             return
-        failure = auth.check(pkt, core.secret)
+        # No secret: nothing to check (auth.check would say so, one call later).
+        failure = auth.check(pkt, core.secret) if core.secret is not None else None
         if failure is not None:
             core.drop(failure, src, type=pkt.type.json_name)
             core.event(EventKind.AUTH_FAILURE, src=src, reason=failure, type=pkt.type.json_name)
@@ -489,7 +491,7 @@ class Engine:
             )
             return
         ptype = pkt.type
-        if ptype in _REPLIES and pkt.src_proto in core.own.values():
+        if ptype in _REPLIES and pkt.src_proto in core.own_addresses:
             allowed = self._purge_exts if ptype == PacketType.PURGE_REPLY else self._reply_exts
             for ext in pkt.extensions:
                 if ext.type not in allowed:

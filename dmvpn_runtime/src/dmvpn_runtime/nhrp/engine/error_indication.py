@@ -95,7 +95,7 @@ def refuse_unknown_compulsory(core: Core, pkt: Packet, src: Address, now: float)
 
 def on_indication(core: Core, pkt: Packet, src: Address, protected: bool, now: float) -> None:
     core.stats.counters[f"error_indication_received_{pkt.error_code}"] += 1
-    own = set(core.own.values())
+    own = core.own_addresses
     if pkt.dst_proto is not None and pkt.dst_proto not in own:
         entry = core.cache.get(pkt.dst_proto)
         if (

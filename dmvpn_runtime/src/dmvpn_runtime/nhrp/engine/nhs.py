@@ -21,10 +21,8 @@ from ..wire import (
     Address,
     Cie,
     CieCode,
-    NatAddress,
     Packet,
     PacketType,
-    ResponderAddress,
 )
 from ..wire.constants import REG_FLAG_UNIQUE, UNIQUE_PREFIX_LENGTH
 from . import auth, nat
@@ -102,7 +100,7 @@ class RegistrationServer:
             elif etype in (MappingType.NHS, MappingType.STATIC) and existing.nbma != src:
                 # Configured for another NBMA (the same NBMA may register: chained hubs).
                 code, reason = _HELD, f"{etype} mapping"
-        if not code and proto in core.own.values():
+        if not code and proto in core.own_addresses:
             code, reason = _HELD, "our own address"
         prefixes = [net for net in nets if net is not None]
         if not code and not core.allow_all:
@@ -239,18 +237,18 @@ class RegistrationServer:
             )
         else:
             cies = pkt.cies  # the common case: everything accepted as asked
-        replace: dict = {ResponderAddress: core.responder_ext[pkt.protocol_type]}
         natx = nat.find(pkt)
-        if natx is not None:
-            replace[NatAddress] = (
-                nat.with_observed(natx, pkt.src_proto, claimed, src) if core.config.nat else natx
-            )
+        if natx is not None and core.config.nat:
+            natx = nat.with_observed(natx, pkt.src_proto, claimed, src)
         # Our own address as the destination, whatever the request had there: a client
         # that registers before it knows its NHS's address puts its own there (FRR
         # "nhs dynamic", RFC 2332 §5.2.3) and learns ours from the reply, as FRR's hub
         # tells it. For a request addressed to us this changes nothing.
         own = core.own[pkt.protocol_type]
-        reply = core.reply(pkt, PacketType.REGISTRATION_REPLY, pkt.flags, cies, replace, own)
+        responder = core.responder_ext[pkt.protocol_type]
+        reply = core.reply(
+            pkt, PacketType.REGISTRATION_REPLY, pkt.flags, cies, responder, natx, own
+        )
         core.send(src, reply)
 
     # -- removal --------------------------------------------------------------------------
@@ -312,7 +310,8 @@ class RegistrationServer:
         """Remember who learned ``entry`` through us, to purge them if it moves."""
         if entry.resolved_by is None:
             entry.resolved_by = {}
-        if proto in entry.resolved_by or len(entry.resolved_by) < MAX_RESOLVERS_PER_CLIENT:
+        # The length first: it is cheaper than hashing the address, and usually settles it.
+        if len(entry.resolved_by) < MAX_RESOLVERS_PER_CLIENT or proto in entry.resolved_by:
             entry.resolved_by[proto] = nbma
 
     def clients(self) -> list[CacheEntry]:

@@ -170,7 +170,7 @@ class Purger:
             removed=removed + len(registrations),
         )
         if not pkt.flags & PURGE_FLAG_NO_REPLY:
-            reply = core.reply(pkt, PacketType.PURGE_REPLY, pkt.flags, pkt.cies, {})
+            reply = core.reply(pkt, PacketType.PURGE_REPLY, pkt.flags, pkt.cies, None, None)
             core.send(src, reply)
 
     def on_reply(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:

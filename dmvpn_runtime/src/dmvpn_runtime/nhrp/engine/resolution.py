@@ -30,11 +30,11 @@ from ..wire import (
     CieCode,
     CleartextAuthentication,
     ErrorCode,
+    Extension,
     ForwardTransitNhs,
     NatAddress,
     Packet,
     PacketType,
-    ResponderAddress,
     ReverseTransitNhs,
 )
 from ..wire.constants import (
@@ -73,13 +73,14 @@ class Pending:
 
 
 class Resolver:
-    __slots__ = ("_templates", "by_id", "by_target", "core")
+    __slots__ = ("_relayed_memo", "_templates", "by_id", "by_target", "core")
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.by_target: dict[Address, Pending] = {}
         self.by_id: dict[int, Pending] = {}
         self._templates: dict = {}
+        self._relayed_memo: tuple = ()  # _relayed_extensions' last answer
 
     # -- ingress -------------------------------------------------------------------------
     def resolve(
@@ -94,12 +95,13 @@ class Resolver:
         if cached is not None and cached.type is MappingType.NEGATIVE and cached.expires > now:
             core.stats.counters["resolution_negative_cached"] += 1
             return False
-        pt = PROTOCOL_OF_VERSION[target.version]
+        version = target.version
+        pt = PROTOCOL_OF_VERSION[version]
         own = core.own.get(pt)
         if own is None:
             return False
         if nbma is None:
-            st = core.nhc.active_for(target.version)
+            st = core.nhc.active_for(version)
             if st is None or st.nbma is None:
                 core.stats.counters["resolution_no_nhs"] += 1
                 return False
@@ -176,7 +178,7 @@ class Resolver:
         core = self.core
         pending = self.by_id.get(pkt.request_id)
         if pending is None or pending.target != pkt.dst_proto:
-            if core.config.is_nhs and pkt.src_proto not in core.own.values():
+            if core.config.is_nhs and pkt.src_proto not in core.own_addresses:
                 self._forward_reply(pkt, src, now)
                 return
             core.drop(Drop.UNMATCHED_REPLY, src, type="resolution_reply", request_id=pkt.request_id)
@@ -195,9 +197,10 @@ class Resolver:
         nbma = nat.reachable(claimed, nat.post_nat(nat.find(pkt), egress), src, core.post_nat)
         host_len = target.max_prefixlen
         plen = cie.prefix_length
-        if plen == UNIQUE_PREFIX_LENGTH or plen > host_len:
-            plen = host_len
-        prefix = network(target, plen)
+        if plen == UNIQUE_PREFIX_LENGTH or plen >= host_len:
+            prefix = host(target)
+        else:
+            prefix = network(target, plen)
         if nbma is None or egress.version != target.version or self._covers_own(prefix):
             core.drop(Drop.MALFORMED, src, type="resolution_reply", detail=f"bad answer {prefix}")
             return
@@ -270,7 +273,8 @@ class Resolver:
             core.drop(Drop.UNKNOWN_PEER, src, type="resolution_request")
             return
         covering = core.covering_protected(target)
-        if config.is_nhs:
+        is_nhs = config.is_nhs
+        if is_nhs:
             # A client holding the target more specifically than our own aggregate gets
             # it (a regional hub protecting 10.2.0.0/16 forwards for its spoke's
             # 10.2.1.0/24), by registration or by a route through it (RFC 2332 §5.2.1,
@@ -286,7 +290,7 @@ class Resolver:
             if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
                 self._answer_as_egress(pkt, src, covering, now)
             return
-        if config.is_nhs:
+        if is_nhs:
             st = core.nhc.active_for(target.version) if config.is_nhc else None
             if st is not None and st.nbma is not None and st.nbma != src:
                 self._forward(pkt, src, st.nbma, now)
@@ -317,11 +321,11 @@ class Resolver:
             )
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop = _first_hop(pkt)
+        first_hop, natx = _first_hop_and_nat(pkt)
         where = (
             src
             if first_hop
-            else nat.reachable(pkt.src_nbma, nat.post_nat(nat.find(pkt), requester), None, None)
+            else nat.reachable(pkt.src_nbma, nat.post_nat(natx, requester), None, None)
         )
         if where is not None:
             core.nhs.record_resolver(entry, requester, where)
@@ -346,7 +350,50 @@ class Resolver:
 
     def _forward(self, pkt: Packet, src: Address, nbma: Address, now: float) -> None:
         core = self.core
-        own = core.own[pkt.protocol_type]
+        relayed_exts = self._relayed_extensions(pkt, src, now)
+        if relayed_exts is None:
+            return
+        exts, first_hop = relayed_exts
+        if pkt.hop_count <= 1:
+            core.drop(Drop.HOP_COUNT_EXCEEDED, src, target=pkt.dst_proto)
+            error_indication.send(
+                core,
+                pkt,
+                None,
+                self._error_to(pkt, src),
+                ErrorCode.HOP_COUNT_EXCEEDED,
+                now,
+                HOP_COUNT_OFFSET,
+            )
+            return
+        # with_observed adds nothing unless the request came from elsewhere than the NBMA
+        # it claims (NAT).
+        if first_hop and core.config.nat and src != pkt.src_nbma:
+            exts = tuple(
+                nat.with_observed(e, pkt.src_proto, pkt.src_nbma, src)
+                if isinstance(e, NatAddress)
+                else e
+                for e in exts
+            )
+        core.send(nbma, relayed(pkt, exts))
+        core.stats.counters["resolution_forwarded"] += 1
+
+    def _relayed_extensions(
+        self, pkt: Packet, src: Address, now: float
+    ) -> tuple[tuple[Extension, ...], bool] | None:
+        """``pkt``'s extensions as we forward it (our Forward Transit record added,
+        authentication ours) and whether no NHS forwarded it before us; None when we
+        are in the record already (a loop, reported here).
+
+        The codec hands out one tuple for the same extension octets, and the requests
+        of a hub's clients carry the same ones: the last answer is kept, so that the same
+        objects go out again (encoded from the octets the codec keeps with them)."""
+        core = self.core
+        pt = pkt.protocol_type
+        memo = self._relayed_memo
+        if memo and memo[0] is pkt.extensions and memo[1] == pt and memo[2] == core.generation:
+            return memo[3]
+        own = core.own[pt]
         first_hop = True
         exts = []
         for ext in pkt.extensions:
@@ -364,39 +411,17 @@ class Resolver:
                             now,
                             ext,
                         )
-                        return
+                        return None
                 first_hop = not ext.cies
-                ext = ForwardTransitNhs(
-                    (*ext.cies, core.responder[pkt.protocol_type]), ext.compulsory
-                )
+                ext = ForwardTransitNhs((*ext.cies, core.responder[pt]), ext.compulsory)
             elif cls is CleartextAuthentication:
                 if core.auth_ext is None:
                     continue
                 ext = core.auth_ext
             exts.append(ext)
-        if pkt.hop_count <= 1:
-            core.drop(Drop.HOP_COUNT_EXCEEDED, src, target=pkt.dst_proto)
-            error_indication.send(
-                core,
-                pkt,
-                None,
-                self._error_to(pkt, src),
-                ErrorCode.HOP_COUNT_EXCEEDED,
-                now,
-                HOP_COUNT_OFFSET,
-            )
-            return
-        # with_observed adds nothing unless the request came from elsewhere than the NBMA
-        # it claims (NAT).
-        if first_hop and core.config.nat and src != pkt.src_nbma:
-            exts = [
-                nat.with_observed(e, pkt.src_proto, pkt.src_nbma, src)
-                if isinstance(e, NatAddress)
-                else e
-                for e in exts
-            ]
-        core.send(nbma, relayed(pkt, tuple(exts)))
-        core.stats.counters["resolution_forwarded"] += 1
+        relayed_exts = (tuple(exts), first_hop)
+        self._relayed_memo = (pkt.extensions, pt, core.generation, relayed_exts)
+        return relayed_exts
 
     def _error_to(self, pkt: Packet, src: Address) -> Address:
         """An Error Indication goes to the packet's source (RFC 2332 §5.2.7): straight to
@@ -460,7 +485,7 @@ class Resolver:
         policy = config.policy
         if policy.trivial:
             prefix = covering
-        elif target in core.own.values():  # our overlay address stands for all of us
+        elif target in core.own_addresses:  # our overlay address stands for all of us
             side = (host(requester),)
             ours = core.side_of(target.version)
             prefix = covering if all(policy.allows(side, n) for n in ours) else None
@@ -471,8 +496,7 @@ class Resolver:
             core.event(EventKind.POLICY_DENY, role="egress", requester=requester, target=target)
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop = _first_hop(pkt)
-        natx = nat.find(pkt)
+        first_hop, natx = _first_hop_and_nat(pkt)
         post = None
         if first_hop:
             where = src  # came straight from the requester (a refresh on the shortcut)
@@ -480,19 +504,17 @@ class Resolver:
             post = nat.post_nat(natx, requester)
             where = nat.reachable(pkt.src_nbma, post, None, core.post_nat)
         assert where is not None
-        if requester not in core.own.values():
+        if requester not in core.own_addresses:
             holding = (pkt.cies[0].holding_time if pkt.cies else 0) or config.holdtime
             core.shortcuts.learn(requester, where, pkt.src_nbma, holding, now)
         pt = pkt.protocol_type
         own = core.own[pt]
         cie = Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, core.nbma, own)
-        replace_exts: dict = {ResponderAddress: core.responder_ext[pt]}
-        if natx is not None:
-            if config.nat and core.post_nat is not None:
-                natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
-            replace_exts[NatAddress] = natx
+        if natx is not None and config.nat and core.post_nat is not None:
+            natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
-        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
+        responder = core.responder_ext[pt]
+        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, natx)
         # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
         # unless it is behind a NAT, which may filter a stranger's packets, or the packet
         # would leave unprotected where IPsec is required: then back the way the request
@@ -531,14 +553,12 @@ class Resolver:
             plen = narrowed.prefixlen
         holding = max(1, min(int(entry.expires - now), 0xFFFF))
         cie = Cie(0, plen, 0, holding, 0, entry.claimed_nbma, entry.proto)
-        replace_exts: dict = {ResponderAddress: core.responder_ext[pkt.protocol_type]}
         natx = nat.find(pkt)
-        if natx is not None:
-            if core.config.nat and entry.nbma is not None:
-                natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
-            replace_exts[NatAddress] = natx
+        if natx is not None and core.config.nat and entry.nbma is not None:
+            natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0)
-        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
+        responder = core.responder_ext[pkt.protocol_type]
+        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, natx)
         core.send(src, reply)
         core.stats.counters["resolution_answered"] += 1
 
@@ -554,19 +574,24 @@ class Resolver:
             None,
             pkt.dst_proto,
         )
-        replace_exts: dict = {
-            ResponderAddress: core.responder_ext[pkt.protocol_type],
-            NatAddress: nat.find(pkt),
-        }
         flags = pkt.flags | (FLAG_NAT_CAPABLE if core.config.nat else 0)
-        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), replace_exts)
+        responder = core.responder_ext[pkt.protocol_type]
+        reply = core.reply(
+            pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, nat.find(pkt)
+        )
         core.send(src, reply)
         core.stats.counters[f"resolution_nak_{int(code)}"] += 1
 
 
-def _first_hop(pkt: Packet) -> bool:
-    """No NHS forwarded this request yet (its Forward Transit record is empty or absent)."""
+def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
+    """Whether no NHS forwarded this request yet (its Forward Transit record is empty or
+    absent), and its NAT extension: one pass over the extensions for both."""
+    transit = natx = None
     for ext in pkt.extensions:
-        if isinstance(ext, ForwardTransitNhs):
-            return not ext.cies
-    return True
+        cls = type(ext)
+        if cls is ForwardTransitNhs:
+            if transit is None:
+                transit = ext
+        elif cls is NatAddress and natx is None:
+            natx = ext
+    return transit is None or not transit.cies, natx
