@@ -216,8 +216,10 @@ class Core:
         return rid
 
     # -- output --------------------------------------------------------------------------
-    def send(self, nbma: Address, packet: Packet) -> bytes:
-        data = encode(packet)
+    def send(self, nbma: Address, packet: Packet, data: bytes | None = None) -> bytes:
+        """Send ``packet``; ``data``: its octets when already made (a :class:`Template`)."""
+        if data is None:
+            data = encode(packet)
         self.out.append(SendPacket(nbma, data, packet))
         self.stats.tx[packet.type] += 1
         return data

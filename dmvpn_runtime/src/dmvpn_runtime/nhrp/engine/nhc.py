@@ -32,6 +32,7 @@ from ..wire import (
     NatAddress,
     Packet,
     PacketType,
+    Template,
     intern_address,
 )
 from ..wire.constants import FLAG_NAT_CAPABLE, REG_FLAG_UNIQUE, UNIQUE_PREFIX_LENGTH
@@ -85,7 +86,7 @@ class NhsState:
     stale: bool = False  # IPsec went down: register as soon as it is back
     entry: CacheEntry | None = None  # the NHS mapping
     removed: bool = False
-    template: tuple | None = None  # cached request parts (see Registrar._template)
+    template: tuple | None = None  # (key, our encoded request: Registrar._template)
 
     @property
     def state(self) -> str:
@@ -229,16 +230,17 @@ class Registrar:
         core = self.core
         if st.nbma is None or st.removed:
             return
-        packet = self._request(st, core.next_request_id())
-        if packet is None:
+        request = self._request(st, core.next_request_id())
+        if request is None:
             return
+        packet, data = request
         st.request_id = packet.request_id
-        st.data = core.send(st.nbma, packet)
+        st.data = core.send(st.nbma, packet, data)
         st.waiting = True
         st.stale = False
         core.arm(("nhs", id(st)), now + st.retry)
 
-    def _request(self, st: NhsState, request_id: int) -> Packet | None:
+    def _request(self, st: NhsState, request_id: int) -> tuple[Packet, bytes] | None:
         core = self.core
         proto = st.config.proto
         pt = PROTOCOL_OF_VERSION[proto.version]
@@ -247,24 +249,12 @@ class Registrar:
             return None
         key = (core.generation, st.nbma)
         if st.template is None or st.template[0] != key:
-            st.template = (key, self._template(st, own))
-        flags, cies, exts = st.template[1]
-        return Packet(
-            PacketType.REGISTRATION_REQUEST,
-            core.afn,
-            pt,
-            REGISTRATION_HOP_COUNT,
-            core.nbma,
-            own,
-            proto,
-            flags,
-            request_id,
-            cies,
-            extensions=exts,
-        )
+            st.template = (key, self._template(st, own, request_id))
+        return st.template[1].fill(proto, request_id)
 
-    def _template(self, st: NhsState, own: Address) -> tuple:
-        """Flags, CIEs and extensions of our registrations (they change with the config)."""
+    def _template(self, st: NhsState, own: Address, request_id: int) -> Template:
+        """Our registrations to ``st``: they change with the config, so they are encoded
+        once (the first with ``request_id``) and only the request id changes."""
         core, config = self.core, self.core.config
         assert st.nbma is not None
         holdtime = config.holdtime
@@ -293,7 +283,21 @@ class Registrar:
         exts: list[Extension | None] = list(EMPTY_REQUEST_EXTENSIONS)
         if config.nat:
             exts.append(NatAddress((nat.cie(st.nbma, st.config.proto),)))
-        return flags, tuple(cies), core.extensions(*exts)
+        return Template(
+            Packet(
+                PacketType.REGISTRATION_REQUEST,
+                core.afn,
+                PROTOCOL_OF_VERSION[own.version],
+                REGISTRATION_HOP_COUNT,
+                core.nbma,
+                own,
+                st.config.proto,
+                flags,
+                request_id,
+                tuple(cies),
+                extensions=core.extensions(*exts),
+            )
+        )
 
     def _purge_own(self, st: NhsState, claimed: Address | None, no_reply: bool, now: float) -> None:
         """Ask the NHS to drop our registration, named by its request id (Cisco rule)."""

@@ -36,6 +36,7 @@ from ..wire import (
     Packet,
     PacketType,
     ReverseTransitNhs,
+    Template,
 )
 from ..wire.constants import (
     FLAG_NAT_CAPABLE,
@@ -106,31 +107,18 @@ class Resolver:
                 core.stats.counters["resolution_no_nhs"] += 1
                 return False
             nbma = st.nbma
-        flags, cies, exts = self._template(pt, own)
         rid = core.next_request_id()
-        pkt = Packet(
-            PacketType.RESOLUTION_REQUEST,
-            core.afn,
-            pt,
-            DEFAULT_HOP_COUNT,
-            core.nbma,
-            own,
-            target,
-            flags,
-            rid,
-            cies,
-            extensions=exts,
-        )
-        data = core.send(nbma, pkt)
+        pkt, data = self._template(pt, own, target, rid).fill(target, rid)
+        core.send(nbma, pkt, data)
         pending = Pending(target, rid, nbma, data, now, RESOLUTION_RETRY_FIRST, reason)
         self.by_target[target] = pending
         self.by_id[rid] = pending
         core.arm(("res", target), now + RESOLUTION_RETRY_FIRST)
         return True
 
-    def _template(self, pt, own: Address) -> tuple:
-        """Flags, CIEs and extensions of our requests: they change only with the config
-        and our post-NAT address, so they are built once."""
+    def _template(self, pt, own: Address, target: Address, request_id: int) -> Template:
+        """Our requests: they change only with the config and our post-NAT address, so
+        they are encoded once (the first from ``target`` and ``request_id``)."""
         core = self.core
         key = (core.generation, pt, core.post_nat)
         cached = self._templates.get(pt)
@@ -148,8 +136,23 @@ class Resolver:
         )
         cies = (Cie(prefix_length=own.max_prefixlen, mtu=config.mtu, holding_time=config.holdtime),)
         exts = core.extensions(*EMPTY_REQUEST_EXTENSIONS, natx)
-        self._templates[pt] = (key, (flags, cies, exts))
-        return flags, cies, exts
+        template = Template(
+            Packet(
+                PacketType.RESOLUTION_REQUEST,
+                core.afn,
+                pt,
+                DEFAULT_HOP_COUNT,
+                core.nbma,
+                own,
+                target,
+                flags,
+                request_id,
+                cies,
+                extensions=exts,
+            )
+        )
+        self._templates[pt] = (key, template)
+        return template
 
     def on_timer(self, target: Address, now: float) -> None:
         core = self.core

@@ -1,6 +1,6 @@
 """NHRP wire codec (RFC 2332 + draft-detienne-dmvpn): the model, decode and encode."""
 
-from .codec import decode, encode, extension_offsets, intern_address
+from .codec import Template, decode, encode, extension_offsets, intern_address
 from .constants import (
     Afn,
     CieCode,
@@ -52,6 +52,7 @@ __all__ = [
     "Reason",
     "ResponderAddress",
     "ReverseTransitNhs",
+    "Template",
     "TrafficCode",
     "UnknownExtension",
     "VendorPrivate",
