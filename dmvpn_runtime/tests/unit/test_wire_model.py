@@ -3,13 +3,15 @@ keywords, frozen instances, equality and hashing, ``dataclasses.replace``."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 from ipaddress import ip_address
 
 import pytest
 
 from dmvpn_runtime.nhrp.engine.actions import Event, EventKind, SendPacket
-from dmvpn_runtime.nhrp.wire import Cie, End, Packet, PacketType
+from dmvpn_runtime.nhrp.wire import Cie, End, Packet, PacketType, decode, encode
 
 
 def test_defaults_keywords_and_positional_arguments():
@@ -36,3 +38,24 @@ def test_default_factory_gives_each_instance_its_own_value():
     first, second = Event(EventKind.DROP), Event(EventKind.DROP)
     first.fields["reason"] = "x"
     assert second.fields == {}
+
+
+def test_objects_built_in_an_unfrozen_twin_are_plain_frozen_instances():
+    """Packet and Cie are filled as an unfrozen twin class and then made what they are
+    (model.slot_init, model.slot_maker): nothing of the twin may show."""
+    cie = Cie(0, 32, holding_time=7200, client_proto=ip_address("10.0.0.1"))
+    built = Packet(PacketType.RESOLUTION_REQUEST, request_id=7, cies=(cie,))
+    decoded = decode(encode(built))
+    for pkt in (built, decoded):
+        assert type(pkt) is Packet and type(pkt.cies[0]) is Cie
+        assert pkt == built and hash(pkt) == hash(built) and repr(pkt) == repr(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            pkt.request_id = 8  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            pkt.cies[0].mtu = 1  # type: ignore[misc]
+        assert pickle.loads(pickle.dumps(pkt)) == pkt == copy.deepcopy(pkt)
+
+    class Subclass(Cie):  # another layout: filled through the descriptors
+        pass
+
+    assert Subclass(0, 32).prefix_length == 32 and type(Subclass(0, 32)) is Subclass

@@ -50,10 +50,15 @@ from .model import (
     ReverseTransitNhs,
     UnknownExtension,
     VendorPrivate,
+    slot_maker,
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
 _HEADER = struct.Struct("!HH5sBHHHBBBB")
+# The fixed header and the mandatory part of types 1-6 in one (types 7 and 8 have unused(16),
+# code(16), offset/unused(16) where flags and request id are); pro.snap as 1 + 4 octets.
+_PREAMBLE = struct.Struct("!HHBIBHHHBBBBBBHI")
+_PREAMBLE_LEN = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN
 # src proto len, dst proto len, flags, request id (types 1-6)
 _MANDATORY = struct.Struct("!BBHI")
 # src proto len, dst proto len, unused, code, offset/unused (types 7 and 8)
@@ -192,18 +197,33 @@ _PROTO_OK = {proto: (0, PROTOCOL_ADDRESS_LEN[proto]) for proto in ProtocolType}
 # again; clearing (rather than evicting one by one) keeps a miss cheap.
 _MEMO_MAX = 4096
 
+# What the decoder builds, made straight from the values and the octets they came from
+# (model.slot_maker: 2.5x cheaper than the classes' __init__, and no _wire to set after).
+_make_packet = slot_maker(Packet)
+_make_cie = slot_maker(Cie)
+_make_end = slot_maker(End)
+_make_responder = slot_maker(ResponderAddress)
+_make_forward = slot_maker(ForwardTransitNhs)
+_make_reverse = slot_maker(ReverseTransitNhs)
+_make_cleartext = slot_maker(CleartextAuthentication)
+_make_keyed_hash = slot_maker(KeyedHashAuthentication)
+_make_vendor = slot_maker(VendorPrivate)
+_make_nat = slot_maker(NatAddress)
+_make_capabilities = slot_maker(DeviceCapabilities)
+_make_unknown = slot_maker(UnknownExtension)
+
 
 class _Decoder:
     """Decodes the parts of packets with one afn, protocol type and source protocol
-    length, and remembers the extension parts and CIEs it decoded: in practice many
-    packets carry byte-identical ones (request templates, the NAT extension naming the
-    hub, the hub's transit CIE), and the values are frozen, so sharing them is safe.
+    length, and remembers what it decoded by its octets: whole extension parts, single
+    extensions and CIE lists. In practice many packets carry byte-identical ones (request
+    templates, the NAT extension naming the hub, the hub's transit CIE; a reply's
+    responder CIE is its answer CIE), and the values are frozen, so sharing them is safe.
     Errors are never remembered: they are raised again for the same bytes."""
 
     __slots__ = (
         "afn",
         "cies_seen",
-        "encoder",
         "extensions_seen",
         "nbma_family",
         "nbma_ok",
@@ -211,6 +231,8 @@ class _Decoder:
         "proto_family",
         "proto_ok",
         "src_proto_len",
+        "tlvs_seen",
+        "token",
     )
 
     def __init__(self, afn: Afn, proto: ProtocolType, src_proto_len: int) -> None:
@@ -223,11 +245,12 @@ class _Decoder:
         # which _nbma_length/_proto_length then name.
         self.nbma_ok = _NBMA_OK[afn]
         self.proto_ok = _PROTO_OK[proto]
-        self.cies_seen: dict[bytes, Cie] = {}
-        self.extensions_seen: dict[bytes, tuple[Extension, ...]] = {}
+        self.cies_seen: dict[bytes, tuple[Cie, ...]] = {}  # by the octets of the list
+        self.extensions_seen: dict[bytes, tuple[Extension, ...]] = {}  # whole parts
+        self.tlvs_seen: dict[bytes, Extension] = {}  # one extension, header included
         # Decoded values keep the octets they came from: encode(decode(b)) == b, so a
         # CIE or extension echoed or forwarded is not encoded again.
-        self.encoder = _ENCODERS[afn, proto, src_proto_len]
+        self.token = _ENCODERS[afn, proto, src_proto_len].token
 
     def cie(self, data: bytes, pos: int, end: int) -> tuple[Cie, int]:
         if pos + CIE_FIXED_LEN > end:
@@ -246,72 +269,92 @@ class _Decoder:
         nxt = body + nbma_len + proto_len
         if nxt > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE addresses run past its part")
-        raw = data[pos:nxt]
-        cie = self.cies_seen.get(raw)
-        if cie is None:
-            cie = Cie(
-                code,
-                prefix,
-                mtu,
-                hold,
-                pref,
-                _address(data, body, nbma_len, self.nbma_family),
-                _address(data, body + nbma_len, proto_len, self.proto_family),
-                reserved,
-            )
-            _set_wire(cie, raw, self.encoder.token)
-            _remember(self.cies_seen, raw, cie)
+        cie = _make_cie(
+            code,
+            prefix,
+            mtu,
+            hold,
+            pref,
+            _address(data, body, nbma_len, self.nbma_family),
+            _address(data, body + nbma_len, proto_len, self.proto_family),
+            reserved,
+            data[pos:nxt],
+            self.token,
+        )
         return cie, nxt
 
     def cie_list(self, data: bytes, pos: int, end: int) -> tuple[Cie, ...]:
-        cies = []
-        while pos < end:
-            cie, pos = self.cie(data, pos, end)
-            cies.append(cie)
-        return tuple(cies)
+        if pos == end:
+            return ()
+        raw = data[pos:end]
+        cies = self.cies_seen.get(raw)
+        if cies is None:
+            found = []
+            while pos < end:
+                cie, pos = self.cie(data, pos, end)
+                found.append(cie)
+            cies = _remember(self.cies_seen, raw, tuple(found))
+        return cies
 
-    def extension(
-        self, data: bytes, ext_type: int, compulsory: bool, pos: int, end: int
-    ) -> Extension:
-        length = end - pos
-        if ext_type == _EXT_RESPONDER:
-            if length == 0:
-                return ResponderAddress(None, compulsory)
+    def responder_cie(self, data: bytes, pos: int, end: int) -> Cie:
+        """The one CIE of a Responder Address extension (a list of one, for the memo)."""
+        raw = data[pos:end]
+        cies = self.cies_seen.get(raw)
+        if cies is None:
             cie, nxt = self.cie(data, pos, end)
             if nxt != end:
                 raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
-            return ResponderAddress(cie, compulsory)
+            cies = _remember(self.cies_seen, raw, (cie,))
+        elif len(cies) != 1:
+            nxt = pos + len(cies[0]._wire)  # type: ignore[arg-type]
+            raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
+        return cies[0]
+
+    def extension(
+        self, data: bytes, ext_type: int, compulsory: bool, pos: int, end: int, tlv: bytes
+    ) -> Extension:
+        """The extension whose value is data[pos:end] and octets (header included) ``tlv``."""
+        length = end - pos
+        token = self.token
+        if ext_type == _EXT_END:
+            return _make_end(compulsory, tlv, token)
+        if ext_type == _EXT_RESPONDER:
+            cie = self.responder_cie(data, pos, end) if length else None
+            return _make_responder(cie, compulsory, tlv, token)
         if ext_type == _EXT_FORWARD:
-            return ForwardTransitNhs(self.cie_list(data, pos, end), compulsory)
+            return _make_forward(self.cie_list(data, pos, end), compulsory, tlv, token)
         if ext_type == _EXT_REVERSE:
-            return ReverseTransitNhs(self.cie_list(data, pos, end), compulsory)
+            return _make_reverse(self.cie_list(data, pos, end), compulsory, tlv, token)
         if ext_type == _EXT_AUTH:
-            return self.authentication(data, compulsory, pos, end)
+            return self.authentication(data, compulsory, pos, end, tlv)
         if ext_type == _EXT_VENDOR:
             if length < 3:
                 raise DecodeError(Reason.INVALID_EXTENSION, pos, "vendor-private shorter than OUI")
-            return VendorPrivate(
-                int.from_bytes(data[pos : pos + 3], "big"), data[pos + 3 : end], compulsory
-            )
+            vendor_id = int.from_bytes(data[pos : pos + 3], "big")
+            return _make_vendor(vendor_id, data[pos + 3 : end], compulsory, tlv, token)
         if ext_type == _EXT_NAT:
             # A CIE is at least 12 octets, so an 8-octet value is RFC 2735's (as Wireshark).
             if length == DEVICE_CAPABILITIES_LEN:
                 source, target = struct.unpack_from("!II", data, pos)
-                return DeviceCapabilities(source, target, compulsory)
-            return NatAddress(self.cie_list(data, pos, end), compulsory)
-        return UnknownExtension(ext_type, data[pos:end], compulsory)
+                return _make_capabilities(source, target, compulsory, tlv, token)
+            return _make_nat(self.cie_list(data, pos, end), compulsory, tlv, token)
+        return _make_unknown(ext_type, data[pos:end], compulsory, tlv, token)
 
-    def authentication(self, data: bytes, compulsory: bool, pos: int, end: int) -> Extension:
+    def authentication(
+        self, data: bytes, compulsory: bool, pos: int, end: int, tlv: bytes
+    ) -> Extension:
         if end - pos < 4:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
         if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
-            return CleartextAuthentication(data[pos + 4 : end], compulsory)
+            return _make_cleartext(data[pos + 4 : end], compulsory, tlv, self.token)
         reserved, spi = struct.unpack_from("!HH", data, pos)
         addr_end = pos + 4 + self.src_proto_len
         if addr_end > end:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "keyed-hash auth lacks source")
         source = _address(data, pos + 4, self.src_proto_len, self.proto_family)
-        return KeyedHashAuthentication(spi, source, data[addr_end:end], reserved, compulsory)
+        return _make_keyed_hash(
+            spi, source, data[addr_end:end], reserved, compulsory, tlv, self.token
+        )
 
     def extensions(self, data: bytes, pos: int, end: int) -> tuple[Extension, ...]:
         """The extension part data[pos:end]; its decoding reads nothing outside it."""
@@ -323,6 +366,7 @@ class _Decoder:
 
     def decode_extensions(self, data: bytes, pos: int, end: int) -> tuple[Extension, ...]:
         exts: list[Extension] = []
+        tlvs_seen = self.tlvs_seen
         while True:
             if pos + EXT_HEADER_LEN > end:
                 if pos == end:
@@ -332,7 +376,6 @@ class _Decoder:
             if word & EXT_RESERVED_BIT:
                 raise DecodeError(Reason.RESERVED_NONZERO, pos, "extension u bit set")
             ext_type = word & EXT_TYPE_MASK
-            compulsory = bool(word & EXT_COMPULSORY)
             value = pos + EXT_HEADER_LEN
             value_end = value + length
             if value_end > end:
@@ -344,10 +387,12 @@ class _Decoder:
                     raise DecodeError(Reason.INVALID_EXTENSION, pos, "End extension has a value")
                 if value_end != end:
                     raise DecodeError(Reason.DATA_AFTER_END, value_end, "octets after End")
-                ext = End(compulsory)
-            else:
-                ext = self.extension(data, ext_type, compulsory, value, value_end)
-            _set_wire(ext, data[pos:value_end], self.encoder.token)
+            tlv = data[pos:value_end]
+            ext = tlvs_seen.get(tlv)
+            if ext is None:
+                compulsory = word >= EXT_COMPULSORY  # the top bit of the 16: a bool
+                ext = self.extension(data, ext_type, compulsory, value, value_end, tlv)
+                _remember(tlvs_seen, tlv, ext)
             exts.append(ext)
             if ext_type == _EXT_END:
                 return tuple(exts)
@@ -362,8 +407,8 @@ def _remember(memo: dict, key: object, value: _T) -> _T:
 
 
 class _PerFamily(dict):
-    """The decoders or encoders, one per (afn, protocol type, source protocol length)
-    met (at most 2 * 2 * 2), made on first use: a plain subscript on the hot path."""
+    """The encoders, one per (afn, protocol type, source protocol length) met (at most
+    2 * 2 * 2), made on first use: a plain subscript on the hot path."""
 
     def __init__(self, make: Callable[[Afn, ProtocolType, int], Any]) -> None:
         super().__init__()
@@ -374,7 +419,28 @@ class _PerFamily(dict):
         return value
 
 
-_DECODERS: dict[tuple[Afn, ProtocolType, int], _Decoder] = _PerFamily(_Decoder)
+# The decoders by (afn, protocol type, source protocol length), looked up with the
+# header's plain ints (equal to the enum members, and hashing alike).
+_DECODERS: dict[tuple[int, int, int], _Decoder] = {}
+
+
+def _decoder(afn_v: int, pro_v: int, src_len: int) -> _Decoder:
+    """The decoder for a header whose numbers are not in ``_DECODERS`` yet (made and kept).
+    Raises for an unsupported afn or protocol type. A source protocol length the protocol
+    does not have gets the family's decoder for length 0: decode then raises for it, after
+    the checks that come first."""
+    afn = _AFNS.get(afn_v)
+    if afn is None:
+        raise DecodeError(Reason.UNSUPPORTED_AFN, 0, f"afn {afn_v}")
+    proto = _PROTOCOLS.get(pro_v)
+    if proto is None:
+        raise DecodeError(Reason.UNSUPPORTED_PROTOCOL, 2, f"protocol type 0x{pro_v:04x}")
+    if src_len not in _PROTO_OK[proto]:
+        src_len = 0
+    dec = _DECODERS.get((afn, proto, src_len))
+    if dec is None:
+        dec = _DECODERS[afn, proto, src_len] = _Decoder(afn, proto, src_len)
+    return dec
 
 
 def clear_memos() -> None:
@@ -396,84 +462,92 @@ def _checksum_ok(data: bytes) -> bool:
 
 def decode(data: bytes | bytearray | memoryview) -> Packet:
     """Decode one NHRP packet (bytes after the GRE header). Octets past ar$pktsz are ignored."""
-    data = bytes(data)
-    if len(data) < FIXED_HEADER_LEN:
-        raise DecodeError(Reason.TRUNCATED, len(data), f"fixed header needs 20, got {len(data)}")
-    (afn_v, pro_v, snap, hops, pktsz, _cksum, extoff, version, type_v, shtl, sstl) = (
-        _HEADER.unpack_from(data, 0)
-    )
+    if data.__class__ is not bytes:
+        data = bytes(data)
+    size = len(data)
+    if size < FIXED_HEADER_LEN:
+        raise DecodeError(Reason.TRUNCATED, size, f"fixed header needs 20, got {size}")
+    # Shorter than the mandatory part: zeros are read there, and the size checks fail.
+    head = data if size >= _PREAMBLE_LEN else data + bytes(_PREAMBLE_LEN - size)
+    (
+        afn_v,
+        pro_v,
+        snap_high,
+        snap_low,
+        hops,
+        pktsz,
+        _cksum,
+        extoff,
+        version,
+        type_v,
+        shtl,
+        sstl,
+        src_len,
+        dst_len,
+        flags,
+        request_id,
+    ) = _PREAMBLE.unpack_from(head)
     if version != NHRP_VERSION:
         raise DecodeError(Reason.UNSUPPORTED_VERSION, 16, f"version {version}")
-    if pktsz < FIXED_HEADER_LEN + MANDATORY_FIXED_LEN:
+    if pktsz < _PREAMBLE_LEN:
         raise DecodeError(Reason.BAD_LENGTH, 10, f"packet size {pktsz} below the minimum")
-    if pktsz > len(data):
-        raise DecodeError(
-            Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {len(data)} octets"
-        )
-    data = data[:pktsz]
+    if pktsz > size:
+        raise DecodeError(Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {size} octets")
+    if pktsz != size:
+        data = data[:pktsz]
     if not _checksum_ok(data):
         raise DecodeError(Reason.BAD_CHECKSUM, _CHECKSUM_OFFSET, f"checksum 0x{_cksum:04x}")
     ptype = _PACKET_TYPES.get(type_v)
     if ptype is None:
         raise DecodeError(Reason.UNKNOWN_PACKET_TYPE, 17, f"type {type_v}")
-    afn = _AFNS.get(afn_v)
-    if afn is None:
-        raise DecodeError(Reason.UNSUPPORTED_AFN, 0, f"afn {afn_v}")
-    proto = _PROTOCOLS.get(pro_v)
-    if proto is None:
-        raise DecodeError(Reason.UNSUPPORTED_PROTOCOL, 2, f"protocol type 0x{pro_v:04x}")
-    if snap != b"\x00\x00\x00\x00\x00":
+    dec = _DECODERS.get((afn_v, pro_v, src_len))
+    if dec is None:
+        dec = _decoder(afn_v, pro_v, src_len)  # raises for an unsupported afn or protocol
+    if snap_high or snap_low:
         raise DecodeError(Reason.RESERVED_NONZERO, 4, "pro.snap set for an Ethertype protocol")
-    if shtl not in _NBMA_OK[afn]:  # valid type/length octets are the length itself
-        _nbma_length(shtl, afn, 18, "source NBMA address")  # raises
+    if shtl not in dec.nbma_ok:  # valid type/length octets are the length itself
+        _nbma_length(shtl, dec.afn, 18, "source NBMA address")  # raises
     nbma_len = shtl
     if sstl:
         raise DecodeError(Reason.SUBADDRESS, 19, "source NBMA subaddress")
-    if extoff and not FIXED_HEADER_LEN + MANDATORY_FIXED_LEN <= extoff <= pktsz:
+    if extoff and not _PREAMBLE_LEN <= extoff <= pktsz:
         raise DecodeError(Reason.BAD_EXTENSION_OFFSET, 14, f"extension offset {extoff}")
     body_end = extoff or pktsz
-
-    pos = FIXED_HEADER_LEN
-    if type_v in (_ERROR_INDICATION, _TRAFFIC_INDICATION):
-        src_len, dst_len, reserved, code, offset_or_unused = _MANDATORY_7_8.unpack_from(data, pos)
-        flags = request_id = 0
-    else:
-        src_len, dst_len, flags, request_id = _MANDATORY.unpack_from(data, pos)
-    proto_ok = _PROTO_OK[proto]
+    proto_ok = dec.proto_ok
     if src_len not in proto_ok:
-        _proto_length(src_len, proto, pos, "source protocol address")  # raises
+        _proto_length(src_len, dec.proto, 20, "source protocol address")  # raises
     if dst_len not in proto_ok:
-        _proto_length(dst_len, proto, pos + 1, "destination protocol address")  # raises
-    dec = _DECODERS[afn, proto, src_len]
-    pos += MANDATORY_FIXED_LEN
+        _proto_length(dst_len, dec.proto, 21, "destination protocol address")  # raises
+    pos = _PREAMBLE_LEN
     addr_end = pos + nbma_len + src_len + dst_len
     if addr_end > body_end:
         raise DecodeError(Reason.TRUNCATED, pos, "addresses run past the mandatory part")
     src_nbma = _address(data, pos, nbma_len, dec.nbma_family)
     pos += nbma_len
     src_proto = _address(data, pos, src_len, dec.proto_family)
-    pos += src_len
-    dst_proto = _address(data, pos, dst_len, dec.proto_family)
-    pos = addr_end
+    dst_proto = _address(data, pos + src_len, dst_len, dec.proto_family)
 
     cies: tuple[Cie, ...] = ()
     payload = b""
-    error_code = error_offset = traffic_code = 0
+    reserved = error_code = error_offset = traffic_code = 0
     if type_v == _ERROR_INDICATION:
-        error_code, error_offset = code, offset_or_unused
-        payload = data[pos:body_end]
+        # unused(16), code(16), offset(16) where types 1-6 have flags and request id
+        reserved, error_code, error_offset = flags, request_id >> 16, request_id & 0xFFFF
+        flags = request_id = 0
+        payload = data[addr_end:body_end]
     elif type_v == _TRAFFIC_INDICATION:
-        traffic_code = code
-        reserved = (reserved << 16) | offset_or_unused
-        payload = data[pos:body_end]
+        # unused(16), code(16), unused(16): the 32 unused bits are kept as one
+        reserved = (flags << 16) | (request_id & 0xFFFF)
+        traffic_code = request_id >> 16
+        flags = request_id = 0
+        payload = data[addr_end:body_end]
     else:
-        reserved = 0
-        cies = dec.cie_list(data, pos, body_end)
+        cies = dec.cie_list(data, addr_end, body_end)
     extensions = dec.extensions(data, extoff, pktsz) if extoff else ()
-    return Packet(
+    return _make_packet(
         ptype,
-        afn,
-        proto,
+        dec.afn,
+        dec.proto,
         hops,
         src_nbma,
         src_proto,
@@ -522,10 +596,25 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
     return addr.packed  # kept by interned addresses (_Interned)
 
 
-def _set_wire(value: object, wire: bytes, ctx: int) -> None:
-    """Values are frozen; the codec alone fills their ``_wire`` slots (model._wire_field)."""
-    object.__setattr__(value, "_wire", wire)
-    object.__setattr__(value, "_wire_ctx", ctx)
+# Values are frozen; the codec alone fills their ``_wire`` and ``_wire_ctx`` slots, through
+# the slot descriptors (half the cost of ``object.__setattr__``).
+_set_cie_wire = Cie._wire.__set__  # type: ignore[attr-defined]
+_set_cie_wire_ctx = Cie._wire_ctx.__set__  # type: ignore[attr-defined]
+_EXTENSION_WIRE_SETTERS = {
+    cls: (cls._wire.__set__, cls._wire_ctx.__set__)  # type: ignore[attr-defined]
+    for cls in (
+        End,
+        ResponderAddress,
+        ForwardTransitNhs,
+        ReverseTransitNhs,
+        CleartextAuthentication,
+        KeyedHashAuthentication,
+        VendorPrivate,
+        NatAddress,
+        DeviceCapabilities,
+        UnknownExtension,
+    )
+}
 
 
 # The field of each extension class whose contents a caller could change later: the
@@ -548,6 +637,7 @@ def _immutable(ext: Extension) -> bool:
 
 
 _ENCODER_TOKENS = itertools.count()
+_EMPTY_EXT_HEADER = bytes(EXT_HEADER_LEN)
 
 
 class _Encoder:
@@ -567,13 +657,13 @@ class _Encoder:
         self.src_proto_len = src_proto_len
 
     def cie(self, out: bytearray, cie: Cie) -> None:
-        if cie._wire_ctx == self.token:
-            out += cie._wire
+        token = self.token
+        if cie._wire_ctx == token:
+            out += cie._wire  # type: ignore[operator]
             return
-        start = len(out)
         nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
         proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
-        out += _CIE.pack(
+        wire = _CIE.pack(
             cie.code,
             cie.prefix_length,
             cie.reserved,
@@ -584,14 +674,16 @@ class _Encoder:
             len(proto),
             cie.preference,
         )
-        out += nbma
-        out += proto
-        _set_wire(cie, bytes(out[start:]), self.token)
+        wire += nbma + proto
+        out += wire
+        _set_cie_wire(cie, wire)
+        _set_cie_wire_ctx(cie, token)
 
-    def extension(self, ext: Extension, offset: int) -> bytes:
-        """The extension with its header, which starts at ``offset`` in the packet."""
+    def extension(self, out: bytearray, ext: Extension) -> None:
+        """Append the extension, header included."""
         cls = type(ext)
-        out = bytearray(EXT_HEADER_LEN)  # the header goes in last, with the value's length
+        start = len(out)
+        out += _EMPTY_EXT_HEADER  # filled in last, with the value's length
         if cls is End:
             pass
         elif cls is ResponderAddress:
@@ -627,30 +719,28 @@ class _Encoder:
             raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}")
         ext_type = ext.type
         if not 0 <= ext_type <= EXT_TYPE_MASK:
-            raise EncodeError(Reason.INVALID_FIELD, offset, f"extension type {ext_type}")
+            raise EncodeError(Reason.INVALID_FIELD, start, f"extension type {ext_type}")
         flags = EXT_COMPULSORY if ext.compulsory else 0
-        _EXT.pack_into(out, 0, ext_type | flags, len(out) - EXT_HEADER_LEN)
-        return bytes(out)
+        _EXT.pack_into(out, start, ext_type | flags, len(out) - start - EXT_HEADER_LEN)
 
-    def extensions(self, exts: tuple[Extension, ...], offset: int) -> bytes:
-        """The extension part, which starts at ``offset`` in the packet."""
-        out = bytearray()
+    def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
+        """Append the extension part to the packet ``out``."""
+        token = self.token
         last = len(exts) - 1
         for i, ext in enumerate(exts):
             if isinstance(ext, End) != (i == last):
                 raise EncodeError(
-                    Reason.MISSING_END,
-                    offset + len(out),
-                    "extensions must end with exactly one End",
+                    Reason.MISSING_END, len(out), "extensions must end with exactly one End"
                 )
-            if getattr(ext, "_wire_ctx", -1) == self.token:
+            if ext._wire_ctx == token:  # not an extension at all: AttributeError, INVALID_FIELD
                 out += ext._wire
                 continue
-            tlv = self.extension(ext, offset + len(out))
-            out += tlv
+            start = len(out)
+            self.extension(out, ext)
             if _immutable(ext):
-                _set_wire(ext, tlv, self.token)
-        return bytes(out)
+                set_wire, set_wire_ctx = _EXTENSION_WIRE_SETTERS[type(ext)]
+                set_wire(ext, bytes(out[start:]))
+                set_wire_ctx(ext, token)
 
 
 _KNOWN_EXT_TYPES = frozenset(
@@ -721,13 +811,21 @@ def _encode(packet: Packet) -> bytes:
     dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
     enc = _ENCODERS[afn, proto, len(src_proto)]
 
-    out = bytearray(FIXED_HEADER_LEN)
-    if ptype == PacketType.ERROR_INDICATION:
-        out += _MANDATORY_7_8.pack(
-            len(src_proto), len(dst_proto), packet.reserved, packet.error_code, packet.error_offset
+    out = bytearray(_PREAMBLE_LEN)  # the fixed header goes in last, with the lengths
+    if ptype == _ERROR_INDICATION:
+        _MANDATORY_7_8.pack_into(
+            out,
+            FIXED_HEADER_LEN,
+            len(src_proto),
+            len(dst_proto),
+            packet.reserved,
+            packet.error_code,
+            packet.error_offset,
         )
-    elif ptype == PacketType.TRAFFIC_INDICATION:
-        out += _MANDATORY_7_8.pack(
+    elif ptype == _TRAFFIC_INDICATION:
+        _MANDATORY_7_8.pack_into(
+            out,
+            FIXED_HEADER_LEN,
             len(src_proto),
             len(dst_proto),
             packet.reserved >> 16,
@@ -735,19 +833,25 @@ def _encode(packet: Packet) -> bytes:
             packet.reserved & 0xFFFF,
         )
     else:
-        out += _MANDATORY.pack(len(src_proto), len(dst_proto), packet.flags, packet.request_id)
+        _MANDATORY.pack_into(
+            out, FIXED_HEADER_LEN, len(src_proto), len(dst_proto), packet.flags, packet.request_id
+        )
     out += src_nbma
     out += src_proto
     out += dst_proto
     if ptype in _INDICATIONS:
         out += bytes(packet.payload)
     else:
+        token = enc.token
         for cie in packet.cies:
-            enc.cie(out, cie)
+            if cie._wire_ctx == token:  # encoded before, or decoded: as enc.cie, a call less
+                out += cie._wire  # type: ignore[operator]
+            else:
+                enc.cie(out, cie)
     extoff = 0
     if packet.extensions:
         extoff = len(out)
-        out += enc.extensions(packet.extensions, extoff)
+        enc.extensions(out, packet.extensions)
     if len(out) > MAX_PACKET_LEN:
         raise EncodeError(Reason.BAD_LENGTH, 10, f"packet of {len(out)} octets")
     _HEADER.pack_into(
