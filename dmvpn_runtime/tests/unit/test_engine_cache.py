@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 from hypothesis import given
@@ -93,3 +94,24 @@ def test_host_prefixes_are_shared_and_stay_bounded(monkeypatch):
     for i in range(20):
         assert cache_module.host(ip_address(f"10.0.1.{i}")) == ip_network(f"10.0.1.{i}/32")
     assert len(cache_module._HOSTS[4]) <= 8
+
+
+@given(st.one_of(v4, v6))
+def test_kept_host_prefixes_behave_as_plain_networks(addr) -> None:
+    """host() keeps its networks in a subclass that keeps its hash and reads version and
+    lengths as class attributes: it must equal, hash, print and pickle as the plain one."""
+    kept, plain = host(addr), ip_network(addr)
+    assert kept == plain and plain == kept and hash(kept) == hash(plain)
+    assert {plain: "found"}[kept] == "found" and {kept: 1}.get(plain) == 1
+    assert repr(kept) == repr(plain) and str(kept) == str(plain)
+    assert pickle.loads(pickle.dumps(kept)).__class__ is plain.__class__
+    assert (kept.version, kept.prefixlen, kept.max_prefixlen) == (
+        plain.version,
+        plain.prefixlen,
+        plain.max_prefixlen,
+    )
+    assert addr in kept and list(kept.hosts()) == list(plain.hosts())
+    assert kept.subnet_of(plain) and not kept < plain and sorted([kept, plain]) == [plain, plain]
+    table: PrefixTable[str] = PrefixTable()
+    table.insert(kept, "host")
+    assert table.get(plain) == "host" and table.lookup(addr) == (kept, "host")

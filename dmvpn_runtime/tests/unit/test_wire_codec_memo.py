@@ -275,6 +275,31 @@ def test_extensions_with_mutable_contents_are_not_remembered():
     assert echoed.extensions[1].secret == b"changed"
 
 
+def test_an_extension_part_encoded_again_is_served_as_a_fresh_encode_gives():
+    packet = request(7)
+    data = encode(packet)
+    # the same tuple in another packet, as a hub echoing it in reply after reply
+    other = Packet(**{**_fields(packet), "request_id": 8, "dst_proto": SPOKE_PROTO})
+    extoff = struct.unpack_from("!H", data, 14)[0]
+    for _reply in range(3):  # kept whole from the second sighting, served from the third
+        assert encode(other)[extoff:] == data[extoff:]
+    forget()
+    assert encode(other) == encode(other)
+    # in a packet of another family it is checked again: its NAT CIE's NBMA is IPv4
+    v6 = Packet(**{**_fields(packet), "afn": Afn.IPV6, "src_nbma": IPv6Address("2001:db8::2")})
+    with pytest.raises(EncodeError) as raised:
+        encode(v6)
+    assert raised.value.reason == Reason.ADDRESS_LENGTH
+
+
+def test_a_list_of_extensions_is_encoded_from_what_it_holds_each_time():
+    exts = [ForwardTransitNhs(), End()]
+    packet = request(7, exts)  # a list where the model says tuple
+    encode(packet)
+    exts[0] = ReverseTransitNhs()
+    assert isinstance(decode(encode(packet)).extensions[0], ReverseTransitNhs)
+
+
 def test_an_extension_is_remembered_only_in_its_own_context():
     # Encoded in a packet with a source protocol address, a keyed-hash extension must
     # still be refused in a packet without one (its source would not read back).
@@ -329,10 +354,12 @@ def test_decoded_addresses_behave_as_plain_ipaddress_objects():
         assert {plain: "found"}[decoded] == "found" and {decoded: 1}.get(plain) == 1
         assert repr(decoded) == repr(plain) and str(decoded) == str(plain)
         assert pickle.loads(pickle.dumps(decoded)).__class__ is IPv4Address
+        assert (decoded.version, decoded.max_prefixlen) == (plain.version, plain.max_prefixlen)
     v6 = IPv6Address("2001:db8::1")
     six = decode(encode(Packet(PacketType.PURGE_REQUEST, Afn.IPV6, src_nbma=v6)))
     assert six.src_nbma == v6 and hash(six.src_nbma) == hash(v6)
     assert repr(six.src_nbma) == repr(v6)
+    assert (six.src_nbma.version, six.src_nbma.max_prefixlen) == (6, 128)
     assert six.src_nbma.packed == v6.packed
 
 

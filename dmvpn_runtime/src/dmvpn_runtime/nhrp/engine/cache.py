@@ -18,6 +18,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Generic, TypeVar
 
 from ..wire import Address
+from ..wire.codec import KeptIpObject
 from .actions import MappingType
 
 Network = IPv4Network | IPv6Network
@@ -53,8 +54,37 @@ def contains(prefix: Network, addr: Address) -> bool:
     ) == int(prefix.network_address)
 
 
+class _KeptHost(KeptIpObject):
+    """A host prefix that :func:`host` made and keeps (``_HOSTS``): it keeps its hash
+    (ipaddress's makes three more Python calls) and reads ``version``, ``max_prefixlen``
+    and ``prefixlen`` as class attributes with the same values, not property calls.
+    Shortcuts and prefix tables hash and read host prefixes several times per resolution."""
+
+    __slots__ = ()
+    max_prefixlen: int
+
+    def __init__(self, value: int) -> None:
+        super().__init__((value, self.max_prefixlen))  # type: ignore[call-arg]
+        self._keep_hash()
+
+
+class _KeptIPv4Host(_KeptHost, IPv4Network):
+    __slots__ = ("__hash__",)
+    _plain = IPv4Network
+    version = 4
+    max_prefixlen = prefixlen = 32
+
+
+class _KeptIPv6Host(_KeptHost, IPv6Network):
+    __slots__ = ("__hash__",)
+    _plain = IPv6Network
+    version = 6
+    max_prefixlen = prefixlen = 128
+
+
 _HOSTS: dict[int, dict[int, Network]] = {4: {}, 6: {}}  # by version, then int (no hashing
 _HOSTS_MAX = 65536  # of an address object, which formats it as hex)
+_KEPT_HOST_CLASS = {4: _KeptIPv4Host, 6: _KeptIPv6Host}
 
 
 def host(addr: Address) -> Network:
@@ -67,8 +97,7 @@ def host(addr: Address) -> Network:
     if net is None:
         if len(hosts) >= _HOSTS_MAX:
             hosts.clear()
-        cls = IPv4Network if version == 4 else IPv6Network
-        net = hosts[value] = cls((value, addr.max_prefixlen))
+        net = hosts[value] = _KEPT_HOST_CLASS[version](value)
     return net
 
 

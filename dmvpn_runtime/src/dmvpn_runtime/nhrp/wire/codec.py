@@ -96,41 +96,62 @@ _TRAFFIC_INDICATION = int(PacketType.TRAFFIC_INDICATION)
 # --- decode --------------------------------------------------------------------------
 
 
-class _Interned:
-    """An address the codec made from its octets and keeps (``_ADDRESS_CACHE``): it
-    computes its hash once and keeps its octets. ipaddress formats the address as hex on
-    every hash (0.3 us) and packs it on every ``.packed`` (0.4 us); the engine looks up
-    addresses about 25 times per resolution and the encoder packs each one it sends.
-    Equal to, hashing, printing and pickling like the plain class (``_plain``)."""
+class KeptIpObject:
+    """Base of the ipaddress objects that are made once and kept for reuse (the codec's
+    interned addresses, the engine's host prefixes, ``cache.host``): each computes its
+    hash once, where ipaddress computes it in Python on every hash (0.3 us for an
+    address, which it formats as hex). Equal to, hashing, printing and pickling like
+    the plain class (``_plain``). A subclass lists ``__hash__`` in its slots."""
 
     __slots__ = ()
     _plain: type
-    _hash: int
-    packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
 
-    def __init__(self, packed: bytes) -> None:
-        super().__init__(packed)  # type: ignore[call-arg]
-        self._hash = self._plain.__hash__(self)
-        self.packed = packed
-
-    def __hash__(self) -> int:
-        return self._hash
+    def _keep_hash(self) -> None:
+        # The slot holds the bound ``__int__`` of the hash value: hash() finds the slot,
+        # calls that C method and gets the value back, with no Python frame (a method
+        # ``__hash__`` returning a kept value costs one, ~90 ns); the engine hashes these
+        # objects some 30 times per resolution.
+        self.__hash__ = self._plain.__hash__(self).__int__  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"{self._plain.__name__}('{self}')"
 
     def __reduce__(self) -> tuple:
-        return self._plain, (int(self),)  # type: ignore[call-overload]
+        return self._plain, (str(self),)
+
+
+class _Interned(KeptIpObject):
+    """An address the codec made from its octets and keeps (``_ADDRESS_CACHE``): it
+    keeps its hash and its octets. ipaddress packs it on every ``.packed`` (0.4 us); the
+    engine looks up addresses about 25 times per resolution and the encoder packs each
+    one it sends."""
+
+    __slots__ = ()
+    packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
+
+    def __init__(self, packed: bytes) -> None:
+        super().__init__(packed)  # type: ignore[call-arg]
+        self._keep_hash()
+        self.packed = packed
+
+
+# ``version`` and ``max_prefixlen`` as class attributes, shadowing ipaddress's properties
+# with the same values: read in C, where a property is a Python call (the engine reads
+# them about 15 times per resolution).
 
 
 class _InternedIPv4Address(_Interned, IPv4Address):
-    __slots__ = ("_hash", "packed")
+    __slots__ = ("__hash__", "packed")
     _plain = IPv4Address
+    version = 4
+    max_prefixlen = 32
 
 
 class _InternedIPv6Address(_Interned, IPv6Address):
-    __slots__ = ("_hash", "packed")
+    __slots__ = ("__hash__", "packed")
     _plain = IPv6Address
+    version = 6
+    max_prefixlen = 128
 
 
 _INTERNED_CLASS = {IPv4Address: _InternedIPv4Address, IPv6Address: _InternedIPv6Address}
@@ -646,7 +667,15 @@ class _Encoder:
     encoder they are valid for: the same value in a packet of another family is checked
     and encoded again); the decoder fills them in from the packet it read."""
 
-    __slots__ = ("afn", "nbma_family", "proto", "proto_family", "src_proto_len", "token")
+    __slots__ = (
+        "afn",
+        "last_extensions",
+        "nbma_family",
+        "proto",
+        "proto_family",
+        "src_proto_len",
+        "token",
+    )
 
     def __init__(self, afn: Afn, proto: ProtocolType, src_proto_len: int) -> None:
         self.token = next(_ENCODER_TOKENS)  # never reused, even after clear_memos()
@@ -655,6 +684,9 @@ class _Encoder:
         self.nbma_family = _AFN_FAMILY[afn]
         self.proto_family = _PROTO_FAMILY[proto]
         self.src_proto_len = src_proto_len
+        # The last extension part encoded whole from kept octets, and those octets: a hub
+        # answering echoes the very same tuple in reply after reply (core.echo_extensions).
+        self.last_extensions: tuple[tuple[Extension, ...], bytes] = ((), b"")
 
     def cie(self, out: bytearray, cie: Cie) -> None:
         token = self.token
@@ -725,7 +757,13 @@ class _Encoder:
 
     def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
         """Append the extension part to the packet ``out``."""
+        last_exts, last_octets = self.last_extensions
+        if exts is last_exts and last_octets:  # frozen values whose octets were all kept
+            out += last_octets
+            return
         token = self.token
+        start = len(out)
+        kept = exts.__class__ is tuple
         last = len(exts) - 1
         for i, ext in enumerate(exts):
             if isinstance(ext, End) != (i == last):
@@ -735,12 +773,16 @@ class _Encoder:
             if ext._wire_ctx == token:  # not an extension at all: AttributeError, INVALID_FIELD
                 out += ext._wire
                 continue
-            start = len(out)
+            ext_start = len(out)
             self.extension(out, ext)
             if _immutable(ext):
                 set_wire, set_wire_ctx = _EXTENSION_WIRE_SETTERS[type(ext)]
-                set_wire(ext, bytes(out[start:]))
+                set_wire(ext, bytes(out[ext_start:]))
                 set_wire_ctx(ext, token)
+            else:
+                kept = False
+        if kept:  # the octets copied on a second sighting: most parts are encoded once
+            self.last_extensions = (exts, bytes(out[start:]) if exts is last_exts else b"")
 
 
 _KNOWN_EXT_TYPES = frozenset(
