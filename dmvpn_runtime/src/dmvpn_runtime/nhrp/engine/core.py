@@ -6,7 +6,7 @@ Protocol decisions live in the concept modules (nhc, nhs, resolution, ...).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,7 @@ class Core:
         "_request_id",
         "afn",
         "allow_all",
+        "arm",
         "auth_ext",
         "authoriser",
         "cache",
@@ -148,6 +149,8 @@ class Core:
         self.out: list[Action] = []
         self.stats = Stats()
         self.timers = TimerQueue()
+        # Bound once: every input arms a timer or two, and a forwarding method costs a call.
+        self.arm: Callable[[Hashable, float], None] = self.timers.arm
         self.cache = Cache()
         self.peers: dict[Address, Peer] = {}
         self.mapped: dict[Address, set[Address]] = {}  # NBMA -> overlay addresses installed
@@ -312,19 +315,16 @@ class Core:
             extensions=self.echo_extensions(request, responder, natx),
         )
 
-    def arm(self, key: Hashable, deadline: float) -> None:
-        self.timers.arm(key, deadline)
-
     # -- mappings ------------------------------------------------------------------------
     def install(self, entry: CacheEntry) -> None:
         """Tell the data plane about ``entry``'s current binding."""
         nbma = entry.nbma
         assert nbma is not None
-        users = self.mapped.get(nbma)
-        if users is None:
-            users = self.mapped[nbma] = set()
-            if entry.type is not MappingType.REGISTERED:
-                self.out.append(IpsecUp(nbma))  # the client of a registration brought its own
+        # setdefault: one hashing of the address. A set in ``mapped`` is never empty (it
+        # goes with its last user), so an empty one is new: the first mapping to ``nbma``.
+        users = self.mapped.setdefault(nbma, set())
+        if not users and entry.type is not MappingType.REGISTERED:
+            self.out.append(IpsecUp(nbma))  # the client of a registration brought its own
         users.add(entry.proto)
         self.out.append(AddMapping(entry.proto, nbma, entry.type))
         entry.installed = True

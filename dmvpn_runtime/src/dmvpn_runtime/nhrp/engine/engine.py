@@ -48,29 +48,36 @@ _REQUEST_REPLY_EXTS = frozenset(
     }
 )
 _PURGE_REPLY_EXTS = frozenset({ExtensionType.END, ExtensionType.VENDOR_PRIVATE})
-_ALLOWED_CACHE: dict[tuple[bool, bool], tuple[frozenset, frozenset]] = {}
+_ALLOWED_CACHE: dict[tuple[bool, bool], dict[PacketType, frozenset]] = {}
 
 
-def _allowed_reply_exts(with_auth: bool, nat: bool) -> tuple[frozenset, frozenset]:
-    """Extension types a reply may carry: those our requests carry (shared by engines)."""
+def _allowed_reply_exts(with_auth: bool, nat: bool) -> dict[PacketType, frozenset]:
+    """Extension types a reply may carry, by reply type: those our requests carry (shared
+    by engines). One lookup tells a reply from a request and gives what it may carry."""
     key = (with_auth, nat)
     if key not in _ALLOWED_CACHE:
         extra = {ExtensionType.AUTHENTICATION} if with_auth else set()
         purge = _PURGE_REPLY_EXTS | extra
         if nat:
             extra.add(ExtensionType.NAT_ADDRESS)
-        _ALLOWED_CACHE[key] = (purge, _REQUEST_REPLY_EXTS | extra)
+        reply = _REQUEST_REPLY_EXTS | extra
+        _ALLOWED_CACHE[key] = {
+            PacketType.RESOLUTION_REPLY: reply,
+            PacketType.REGISTRATION_REPLY: reply,
+            PacketType.PURGE_REPLY: purge,
+        }
     return _ALLOWED_CACHE[key]
 
 
-_REPLIES = (PacketType.RESOLUTION_REPLY, PacketType.REGISTRATION_REPLY, PacketType.PURGE_REPLY)
+# Requests whose unknown compulsory extensions are refused before their handler runs.
+_CHECKED_REQUESTS = (PacketType.REGISTRATION_REQUEST, PacketType.PURGE_REQUEST)
 _MAX_TIMER_ROUNDS = 64  # a handler may arm a timer that is already due; bound the loop
 
 
 class Engine:
     """One node's NHRP protocol state for one tunnel (NHC, NHS or both; IPv4 and IPv6)."""
 
-    __slots__ = ("_armed", "_core", "_handlers", "_purge_exts", "_reply_exts")
+    __slots__ = ("_allowed_exts", "_armed", "_core", "_handlers")
 
     def __init__(
         self,
@@ -465,9 +472,7 @@ class Engine:
 
     def _update_reply_exts(self) -> None:
         config = self._core.config
-        self._purge_exts, self._reply_exts = _allowed_reply_exts(
-            config.auth_secret is not None, config.nat
-        )
+        self._allowed_exts = _allowed_reply_exts(config.auth_secret is not None, config.nat)
 
     def _receive(self, pkt: Packet, data: bytes, src: Address, protected: bool, now: float) -> None:
         core = self._core
@@ -491,18 +496,17 @@ class Engine:
             )
             return
         ptype = pkt.type
-        if ptype in _REPLIES and pkt.src_proto in core.own_addresses:
-            allowed = self._purge_exts if ptype == PacketType.PURGE_REPLY else self._reply_exts
+        allowed = self._allowed_exts.get(ptype)
+        if allowed is not None and pkt.src_proto in core.own_addresses:
             for ext in pkt.extensions:
                 if ext.type not in allowed:
                     core.drop(
                         Drop.UNEXPECTED_EXTENSION, src, type=ptype.json_name, ext_type=ext.type
                     )
                     return
-        elif ptype in (
-            PacketType.REGISTRATION_REQUEST,
-            PacketType.PURGE_REQUEST,
-        ) and error_indication.refuse_unknown_compulsory(core, pkt, src, now):
+        elif ptype in _CHECKED_REQUESTS and error_indication.refuse_unknown_compulsory(
+            core, pkt, src, now
+        ):
             return
         self._handlers[ptype](pkt, src, protected, now)
 

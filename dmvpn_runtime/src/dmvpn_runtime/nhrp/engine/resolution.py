@@ -113,7 +113,8 @@ class Resolver:
         pending = Pending(target, rid, nbma, data, now, RESOLUTION_RETRY_FIRST, reason)
         self.by_target[target] = pending
         self.by_id[rid] = pending
-        core.arm(("res", target), now + RESOLUTION_RETRY_FIRST)
+        # Keyed by the Pending (hashed by identity, an address in a Python call).
+        core.arm(("res", pending), now + RESOLUTION_RETRY_FIRST)
         return True
 
     def _template(self, pt, own: Address, target: Address, request_id: int) -> Template:
@@ -154,10 +155,10 @@ class Resolver:
         self._templates[pt] = (key, template)
         return template
 
-    def on_timer(self, target: Address, now: float) -> None:
+    def on_timer(self, pending: Pending, now: float) -> None:
         core = self.core
-        pending = self.by_target.get(target)
-        if pending is None:
+        target = pending.target
+        if self.by_target.get(target) is not pending:
             return
         if now - pending.started >= RESOLUTION_GIVE_UP:
             self._finish(pending)
@@ -170,12 +171,12 @@ class Resolver:
             return
         core.resend(pending.nbma, pending.data, PacketType.RESOLUTION_REQUEST)
         pending.interval = min(pending.interval * 2, RESOLUTION_RETRY_MAX)
-        core.arm(("res", target), now + pending.interval)
+        core.arm(("res", pending), now + pending.interval)
 
     def _finish(self, pending: Pending) -> None:
         self.by_target.pop(pending.target, None)
         self.by_id.pop(pending.request_id, None)
-        self.core.timers.cancel(("res", pending.target))
+        self.core.timers.cancel(("res", pending))
 
     def on_reply(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:
         core = self.core
@@ -198,20 +199,22 @@ class Resolver:
         egress = cie.client_proto or target
         claimed = cie.client_nbma
         nbma = nat.reachable(claimed, nat.post_nat(nat.find(pkt), egress), src, core.post_nat)
-        host_len = target.max_prefixlen
+        version = target.version
         plen = cie.prefix_length
-        if plen == UNIQUE_PREFIX_LENGTH or plen >= host_len:
+        if plen == UNIQUE_PREFIX_LENGTH or plen >= target.max_prefixlen:
             prefix = host(target)
+            ours = target in core.own_addresses  # what a host prefix holds: its address
         else:
             prefix = network(target, plen)
-        if nbma is None or egress.version != target.version or self._covers_own(prefix):
+            ours = self._covers_own(prefix)
+        if nbma is None or egress.version != version or ours:
             core.drop(Drop.MALFORMED, src, type="resolution_reply", detail=f"bad answer {prefix}")
             return
         policy = core.config.policy
         allowed = (
             prefix
             if policy.trivial
-            else policy.shortcut_prefix(core.side_of(target.version), target, prefix)
+            else policy.shortcut_prefix(core.side_of(version), target, prefix)
         )
         if allowed is None:
             core.stats.counters["policy_deny_install"] += 1
@@ -287,7 +290,7 @@ class Resolver:
                 length, client, routed = held
                 if routed:
                     core.stats.counters["resolution_by_route"] += 1
-                self._serve(pkt, src, client, now, length if routed else None)
+                self._serve(pkt, src, client, now, length)
                 return
         if covering is not None:
             if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
@@ -307,10 +310,10 @@ class Resolver:
         src: Address,
         entry: CacheEntry,
         now: float,
-        prefix_length: int | None = None,
+        prefix_length: int,
     ) -> None:
-        """NHS: the target belongs to a registered client (by its registration, or
-        ``prefix_length`` long by a route through it)."""
+        """NHS: the target belongs to a registered client, by its registration or a route
+        through it ``prefix_length`` long (:meth:`Core.holder`)."""
         core = self.core
         requester = pkt.src_proto
         assert requester is not None and pkt.dst_proto is not None
@@ -336,7 +339,7 @@ class Resolver:
             assert entry.nbma is not None
             self._forward(pkt, src, entry.nbma, now)
         else:
-            self._answer_from(pkt, src, entry, now, prefix_length)
+            self._answer_from(pkt, src, entry, now, prefix_length, natx)
 
     def _nhs_allows(self, requester: Address, target: Address, entry: CacheEntry) -> bool:
         """Hub policy for a requester (with its prefixes, registered here or routed through
@@ -533,20 +536,16 @@ class Resolver:
         src: Address,
         entry: CacheEntry,
         now: float,
-        prefix_length: int | None = None,
+        prefix_length: int,
+        natx: NatAddress | None,
     ) -> None:
-        """NHS, ``resolution_mode=answer``: reply with the client's registration (and the
-        routed prefix, when a route led to the client)."""
+        """NHS, ``resolution_mode=answer``: reply with the client's registration or the
+        routed prefix that led to the client, ``prefix_length`` long; ``natx``: the
+        request's NAT extension."""
         core = self.core
         target = pkt.dst_proto
         assert target is not None and pkt.src_proto is not None
-        plen = target.max_prefixlen
-        if prefix_length is not None:
-            plen = prefix_length
-        elif target != entry.proto:
-            hit = core.cache.prefixes.lookup(target)
-            if hit is not None:
-                plen = hit[0].prefixlen
+        plen = prefix_length
         policy = core.config.policy
         if not policy.trivial:
             narrowed = policy.shortcut_prefix((host(pkt.src_proto),), target, network(target, plen))
@@ -556,7 +555,6 @@ class Resolver:
             plen = narrowed.prefixlen
         holding = max(1, min(int(entry.expires - now), 0xFFFF))
         cie = Cie(0, plen, 0, holding, 0, entry.claimed_nbma, entry.proto)
-        natx = nat.find(pkt)
         if natx is not None and core.config.nat and entry.nbma is not None:
             natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0)

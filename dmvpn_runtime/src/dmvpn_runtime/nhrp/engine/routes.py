@@ -12,7 +12,7 @@ spokes), whose LANs it knows from routing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..wire import Address, intern_address
@@ -24,11 +24,14 @@ Network = IPv4Network | IPv6Network
 class RouteTable:
     """Prefix -> overlay next hop, with a longest-prefix lookup and the reverse index."""
 
-    __slots__ = ("_table", "_through")
+    __slots__ = ("_table", "_through", "lookup")
 
     def __init__(self) -> None:
         self._table: PrefixTable[Address] = PrefixTable()
         self._through: dict[Address, set[Network]] = {}  # next hop -> its prefixes
+        # The longest route holding an address: (prefix, next hop). The table's own
+        # method, bound once: an NHS looks up every Resolution Request's target.
+        self.lookup: Callable[[Address], tuple[Network, Address] | None] = self._table.lookup
 
     def update(self, added: Iterable[tuple[Network, Address]], removed: Iterable[Network]) -> None:
         """``added`` replace any route of their prefix, ``removed`` go. Raises TypeError,
@@ -58,10 +61,6 @@ class RouteTable:
             prefixes.discard(prefix)
             if not prefixes:
                 del self._through[via]
-
-    def lookup(self, addr: Address) -> tuple[Network, Address] | None:
-        """The longest route holding ``addr``: (prefix, next hop)."""
-        return self._table.lookup(addr)
 
     def items(self) -> Iterator[tuple[Network, Address]]:
         """Every route: (prefix, next hop)."""

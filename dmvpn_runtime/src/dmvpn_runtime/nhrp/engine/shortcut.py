@@ -72,31 +72,33 @@ class Shortcuts:
         core = self.core
         expires = now + holding
         # No expiry timer for the binding: the shortcut's own timer covers it.
-        entry = self._bind(via, nbma, claimed, expires, source, now, pending, timer=False)
+        entry = self._bind(
+            core.cache.get(via), via, nbma, claimed, expires, source, now, pending, timer=False
+        )
         if entry is None:
             return
         mapping_only = prefix.prefixlen == via.max_prefixlen and prefix.network_address == via
-        sc = self.by_prefix.get(prefix)
-        if sc is not None and sc.via != via:
+        refresh_at = now + holding * SHORTCUT_REFRESH_AT
+        new = Shortcut(prefix, target, via, expires, refresh_at, host=mapping_only, created=now)
+        # setdefault: a new prefix, the usual case, is hashed once (a network takes 1 us);
+        # a refresh pays for a Shortcut it does not keep.
+        sc = self.by_prefix.setdefault(prefix, new)
+        if sc is not new and sc.via != via:
             self._remove(sc, "replaced", keep_route=True)
-            sc = None
-        if sc is None:
-            sc = Shortcut(prefix, target, via, expires, now + holding * SHORTCUT_REFRESH_AT)
-            sc.host = mapping_only
-            sc.created = now
-            self.by_prefix[prefix] = sc
+            sc = self.by_prefix[prefix] = new
+        fresh = sc is new
+        if fresh:
             self.table.insert(prefix, sc)
             self.by_via.setdefault(via, set()).add(prefix)
-            fresh = True
         else:
             sc.expires = expires
-            sc.refresh_at = now + holding * SHORTCUT_REFRESH_AT
+            sc.refresh_at = refresh_at
             sc.used = sc.refreshing = False
-            fresh = False
         if not mapping_only and not sc.route and entry.installed:
             core.out.append(AddRoute(prefix, via))
             sc.route = True
-        core.arm(("sc", prefix), sc.refresh_at)
+        # Keyed by the shortcut itself: it hashes by identity, a network in 1 us (ipaddress).
+        core.arm(("sc", sc), sc.refresh_at)
         if fresh:
             core.event(
                 EventKind.SHORTCUT_UP,
@@ -124,12 +126,15 @@ class Shortcuts:
                 core.stats.counters["learned_binding_unauthorised"] += 1
                 return
         existing = core.cache.get(proto)
-        entry = self._bind(proto, nbma, claimed, now + holding, nbma, now, pending, timer=True)
+        entry = self._bind(
+            existing, proto, nbma, claimed, now + holding, nbma, now, pending, timer=True
+        )
         if entry is not None and existing is None:
             entry.learned = True
 
     def _bind(
         self,
+        entry: CacheEntry | None,
         proto: Address,
         nbma: Address,
         claimed: Address | None,
@@ -140,10 +145,10 @@ class Shortcuts:
         timer: bool,
     ) -> CacheEntry | None:
         """The cache entry for ``proto`` bound to ``nbma`` (current, or new if pending);
+        ``entry``: the cache's entry for ``proto`` now, which the caller looked up;
         ``timer``: arm its own expiry (when no shortcut's timer will look after it)."""
         core = self.core
         cache = core.cache
-        entry = cache.get(proto)
         if entry is not None:
             if entry.type is MappingType.NEGATIVE:
                 self.forget_entry(entry, "answered")
@@ -166,7 +171,7 @@ class Shortcuts:
         limits = core.config.limits
         if (
             cache.from_source(source) >= limits.cache_entries_per_source
-            or len(cache) >= limits.max_cache_entries
+            or len(cache.entries) >= limits.max_cache_entries
         ):
             core.stats.counters["cache_cap_reached"] += 1
             return None
@@ -260,8 +265,8 @@ class Shortcuts:
     def on_timer(self, kind: str, key: Any, now: float) -> None:
         core = self.core
         if kind == "sc":
-            sc = self.by_prefix.get(key)
-            if sc is None:
+            sc = key
+            if self.by_prefix.get(sc.prefix) is not sc:
                 return
             if now >= sc.expires:
                 self._remove(sc, "expired")
@@ -269,7 +274,7 @@ class Shortcuts:
             else:
                 if sc.used and not sc.refreshing:
                     self._refresh(sc, now)
-                core.arm(("sc", key), sc.expires)
+                core.arm(("sc", sc), sc.expires)
         elif kind == "map":
             entry = core.cache.get(key)
             if entry is None or entry.type not in (MappingType.CACHED, MappingType.NEGATIVE):
@@ -309,7 +314,7 @@ class Shortcuts:
             vias.discard(sc.prefix)
             if not vias:
                 del self.by_via[sc.via]
-        core.timers.cancel(("sc", sc.prefix))
+        core.timers.cancel(("sc", sc))
         if sc.route and not keep_route:
             st = core.nhc.active_for(sc.prefix.version)
             if sc.prefix in core.config.nhs_routes and st is not None:

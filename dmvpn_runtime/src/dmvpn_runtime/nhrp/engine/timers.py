@@ -6,8 +6,8 @@ docs nhrp-reference.md "Timers and constants in FRR nhrpd").
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Hashable
+from heapq import heappop, heappush
 
 # -- registration (RFC 2332 §5.2.3) ------------------------------------------------------
 DEFAULT_HOLDTIME = 7200  # FRR NHRPD_DEFAULT_HOLDTIME, Cisco default
@@ -75,7 +75,7 @@ class TimerQueue:
         if old is not entry:
             old[2] = _GONE
             self._live[key] = entry
-        heapq.heappush(self._heap, entry)
+        heappush(self._heap, entry)
 
     def cancel(self, key: Hashable) -> None:
         old = self._live.pop(key, None)
@@ -92,7 +92,7 @@ class TimerQueue:
             top = heap[0]
             if top[2] is not _GONE:
                 return top[0]
-            heapq.heappop(heap)
+            heappop(heap)
         return None
 
     def pop_due(self, now: float) -> list[Hashable]:
@@ -100,7 +100,7 @@ class TimerQueue:
         heap, live = self._heap, self._live
         due = []
         while heap and heap[0][0] <= now:
-            key = heapq.heappop(heap)[2]
+            key = heappop(heap)[2]
             if key is not _GONE:
                 del live[key]
                 due.append(key)
