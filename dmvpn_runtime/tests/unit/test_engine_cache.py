@@ -112,6 +112,10 @@ def test_kept_host_prefixes_behave_as_plain_networks(addr) -> None:
     )
     assert addr in kept and list(kept.hosts()) == list(plain.hosts())
     assert kept.subnet_of(plain) and not kept < plain and sorted([kept, plain]) == [plain, plain]
+    # ipaddress makes related networks through self.__class__: they must be right too.
+    wider = kept.supernet(prefixlen_diff=8)
+    assert wider == plain.supernet(prefixlen_diff=8) and hash(wider) == hash(plain.supernet(8))
+    assert wider.prefixlen == plain.prefixlen - 8 and addr in wider
     table: PrefixTable[str] = PrefixTable()
     table.insert(kept, "host")
     assert table.get(plain) == "host" and table.lookup(addr) == (kept, "host")

@@ -361,6 +361,11 @@ def test_decoded_addresses_behave_as_plain_ipaddress_objects():
     assert repr(six.src_nbma) == repr(v6)
     assert (six.src_nbma.version, six.src_nbma.max_prefixlen) == (6, 128)
     assert six.src_nbma.packed == v6.packed
+    # ipaddress makes related addresses through self.__class__: they must be right too.
+    for decoded, plain in ((packet.src_nbma, SPOKE_NBMA), (six.src_nbma, v6)):
+        for near, plain_near in ((decoded + 1, plain + 1), (decoded - 1, plain - 1)):
+            assert near == plain_near and hash(near) == hash(plain_near)
+            assert near.packed == plain_near.packed and str(near) == str(plain_near)
 
 
 def test_intern_address_gives_the_decoders_object_for_config_addresses():

@@ -56,15 +56,16 @@ def contains(prefix: Network, addr: Address) -> bool:
 
 class _KeptHost(KeptIpObject):
     """A host prefix that :func:`host` made and keeps (``_HOSTS``): it keeps its hash
-    (ipaddress's makes three more Python calls) and reads ``version``, ``max_prefixlen``
-    and ``prefixlen`` as class attributes with the same values, not property calls.
-    Shortcuts and prefix tables hash and read host prefixes several times per resolution."""
+    (ipaddress's makes three more Python calls) and reads ``version`` and
+    ``max_prefixlen`` as class attributes with the same values, not property calls.
+    Shortcuts and prefix tables hash and read host prefixes several times per resolution.
+    The prefix length stays ipaddress's: a network made from this one through
+    ``self.__class__`` (``supernet()``) is of this class too, with its own length."""
 
     __slots__ = ()
-    max_prefixlen: int
 
-    def __init__(self, value: int) -> None:
-        super().__init__((value, self.max_prefixlen))  # type: ignore[call-arg]
+    def __init__(self, network: object) -> None:
+        super().__init__(network)  # type: ignore[call-arg]
         self._keep_hash()
 
 
@@ -72,14 +73,14 @@ class _KeptIPv4Host(_KeptHost, IPv4Network):
     __slots__ = ("__hash__",)
     _plain = IPv4Network
     version = 4
-    max_prefixlen = prefixlen = 32
+    max_prefixlen = 32
 
 
 class _KeptIPv6Host(_KeptHost, IPv6Network):
     __slots__ = ("__hash__",)
     _plain = IPv6Network
     version = 6
-    max_prefixlen = prefixlen = 128
+    max_prefixlen = 128
 
 
 _HOSTS: dict[int, dict[int, Network]] = {4: {}, 6: {}}  # by version, then int (no hashing
@@ -97,7 +98,7 @@ def host(addr: Address) -> Network:
     if net is None:
         if len(hosts) >= _HOSTS_MAX:
             hosts.clear()
-        net = hosts[value] = _KEPT_HOST_CLASS[version](value)
+        net = hosts[value] = _KEPT_HOST_CLASS[version]((value, addr.max_prefixlen))
     return net
 
 

@@ -129,10 +129,14 @@ class _Interned(KeptIpObject):
     __slots__ = ()
     packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
 
-    def __init__(self, packed: bytes) -> None:
-        super().__init__(packed)  # type: ignore[call-arg]
+    def __init__(self, address: object) -> None:
+        """``address``: the octets, as the codec gives them, or anything the plain class
+        takes (ipaddress makes ``addr + 1`` and the like through ``self.__class__``)."""
+        super().__init__(address)  # type: ignore[call-arg]
         self._keep_hash()
-        self.packed = packed
+        self.packed = (
+            address if address.__class__ is bytes else self._plain.packed.fget(self)  # type: ignore[attr-defined]
+        )
 
 
 # ``version`` and ``max_prefixlen`` as class attributes, shadowing ipaddress's properties
