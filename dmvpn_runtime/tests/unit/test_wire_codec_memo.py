@@ -379,3 +379,53 @@ def test_intern_address_gives_the_decoders_object_for_config_addresses():
     v6 = IPv6Address("2001:db8::7")
     assert intern_address(v6) == v6 and intern_address(v6).packed == v6.packed
     assert intern_address(v6) is intern_address(IPv6Address("2001:db8::7"))
+
+
+def test_the_address_memo_makes_what_it_misses_and_stays_bounded(monkeypatch):
+    """The decoder reads every address with one subscript of ``_ADDRESS_CACHE``: no
+    octets read as no address, 4 and 16 octets as the interned class of the family."""
+    cache = codec._ADDRESS_CACHE
+    assert cache[b""] is None and b"" not in cache
+    v4, v6 = cache[bytes([192, 0, 2, 77])], cache[IPv6Address("2001:db8::77").packed]
+    assert v4 == IPv4Address("192.0.2.77") and isinstance(v4, IPv4Address)
+    assert v6 == IPv6Address("2001:db8::77") and isinstance(v6, IPv6Address)
+    assert (v4.version, v6.version) == (4, 6) and cache[v4.packed] is v4
+    monkeypatch.setattr(codec, "_ADDRESS_CACHE_MAX", len(cache) + 2)
+    for last in range(3):
+        cache[bytes([192, 0, 2, 100 + last])]
+    assert len(cache) == 1  # cleared when full, then the new one kept
+    assert intern_address(v4) is v4  # interned ones stay themselves
+    assert intern_address(IPv4Address("192.0.2.77")) == v4
+
+
+def test_addresses_of_any_class_encode_as_interned_ones():
+    """The encoder takes an interned address's kept octets unchecked: any other instance
+    of the family encodes the same, and one of the other family is refused."""
+
+    class Mine(IPv4Address):
+        pass
+
+    cie = dataclasses.replace(request(1).cies[0], client_nbma=Mine(str(HUB_NBMA)))
+    interned = dataclasses.replace(request(1).cies[0], client_nbma=intern_address(HUB_NBMA))
+    plain = dataclasses.replace(
+        request(1), cies=(dataclasses.replace(cie, client_nbma=IPv4Address(str(HUB_NBMA))),)
+    )
+    mine = dataclasses.replace(
+        plain, src_nbma=Mine(str(SPOKE_NBMA)), dst_proto=Mine(str(HUB_PROTO)), cies=(cie,)
+    )
+    kept = dataclasses.replace(
+        plain,
+        src_nbma=intern_address(SPOKE_NBMA),
+        src_proto=intern_address(SPOKE_PROTO),
+        dst_proto=intern_address(HUB_PROTO),
+        cies=(interned,),
+    )
+    assert encode(mine) == encode(kept) == encode(plain)
+    for field in ("src_nbma", "src_proto", "dst_proto"):
+        wrong = dataclasses.replace(kept, **{field: intern_address(IPv6Address("fd00::1"))})
+        with pytest.raises(EncodeError) as err:
+            encode(wrong)
+        assert err.value.reason is Reason.ADDRESS_LENGTH
+    wrong_cie = dataclasses.replace(interned, client_proto=intern_address(IPv6Address("fd00::1")))
+    with pytest.raises(EncodeError, match="CIE client protocol"):
+        encode(dataclasses.replace(kept, cies=(wrong_cie,)))

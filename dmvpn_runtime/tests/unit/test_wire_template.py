@@ -127,3 +127,46 @@ def test_a_packet_without_request_id_or_destination_makes_no_template() -> None:
         Template(indication)
     with pytest.raises(EncodeError, match="template"):
         Template(request("10.255.0.9", 7).__class__(PacketType.RESOLUTION_REQUEST))
+
+
+def odd_request(dst: str, request_id: int, v6: bool) -> Packet:
+    """A request of odd length: the checksum pads it with a zero octet."""
+    packet = request(dst, request_id, v6)
+    exts = (*packet.extensions[:-2], CleartextAuthentication(b"odd"), packet.extensions[-1])
+    return Packet(
+        **{**{f: getattr(packet, f) for f in packet.__dataclass_fields__}, "extensions": exts}
+    )
+
+
+@given(
+    request_id=st.integers(0, 2**32 - 1),
+    low=st.integers(0, 2**64 - 1),
+    v6=st.booleans(),
+    odd=st.booleans(),
+)
+def test_the_patched_checksum_is_the_encoders_for_either_parity(
+    request_id: int, low: int, v6: bool, odd: bool
+) -> None:
+    """fill updates the template's checksum for the two fields it changes, for a
+    template of odd or even length (an odd one is summed with a pad octet)."""
+    make = odd_request if odd else request
+    dst = str(IPv6Address((0xFD00 << 112) | low) if v6 else IPv4Address(low & 0xFFFFFFFF))
+    first = make("fd00::9" if v6 else "10.255.0.9", 7, v6)
+    assert len(encode(first)) % 2 == odd
+    packet, octets = Template(first).fill(ip_address(dst), request_id)
+    assert octets == encode(make(dst, request_id, v6))
+    assert decode(octets) == packet
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_a_sum_that_folds_to_zero_gives_the_encoders_checksum(odd: bool) -> None:
+    """A request id chosen so that the ones' complement sum is 0 mod 0xffff (the request
+    id is whole 16-bit words, each adding its value): a zero checksum, as encode gives."""
+    make = odd_request if odd else request
+    template = Template(make("10.255.0.9", 7, False))
+    with_zero_id = encode(make("10.255.0.10", 0, False))
+    request_id = int.from_bytes(with_zero_id[12:14], "big") - 0xFFFF  # -(sum) mod 0xffff
+    request_id %= 0xFFFF
+    _packet, octets = template.fill(IPv4Address("10.255.0.10"), request_id)
+    assert octets == encode(make("10.255.0.10", request_id, False))
+    assert octets[12:14] == b"\x00\x00"

@@ -7,6 +7,7 @@ or :class:`EncodeError` naming the reason and the offset; nothing else escapes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import struct
 from collections.abc import Callable
@@ -73,8 +74,6 @@ _T = TypeVar("_T")
 _PACKET_TYPES = {int(t): t for t in PacketType}
 _AFNS = {int(a): a for a in Afn}
 _PROTOCOLS = {int(p): p for p in ProtocolType}
-_AFN_FAMILY = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
-_PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
 _CHECKSUM_OFFSET = 12
 _ADDR_TL_RESERVED = 0x80
 _ADDR_TL_E164 = 0x40
@@ -158,18 +157,35 @@ class _InternedIPv6Address(_Interned, IPv6Address):
     max_prefixlen = 128
 
 
-_INTERNED_CLASS = {IPv4Address: _InternedIPv4Address, IPv6Address: _InternedIPv6Address}
-_ADDRESS_CACHE: dict[bytes, Address] = {}
+# The family of each afn and protocol type, and its interned class: the encoder takes the
+# octets of an address of that exact class (an instance of the family) without a check.
+_AFN_FAMILIES = {
+    Afn.IPV4: (IPv4Address, _InternedIPv4Address),
+    Afn.IPV6: (IPv6Address, _InternedIPv6Address),
+}
+_PROTO_FAMILIES = {
+    ProtocolType.IPV4: (IPv4Address, _InternedIPv4Address),
+    ProtocolType.IPV6: (IPv6Address, _InternedIPv6Address),
+}
 _ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
 
 
-def _interned(raw: bytes, family: type) -> Address:
-    addr = _ADDRESS_CACHE.get(raw)
-    if addr is None:
-        if len(_ADDRESS_CACHE) >= _ADDRESS_CACHE_MAX:
-            _ADDRESS_CACHE.clear()
-        addr = _ADDRESS_CACHE[raw] = _INTERNED_CLASS[family](raw)
-    return addr
+class _AddressCache(dict):
+    """The interned addresses by their octets; ``[raw]`` makes and keeps a missing one,
+    so the decoder reads an address with one subscript (a hit costs what a plain dict's
+    does). The length names the family (4 or 16 octets, for NBMA and protocol addresses
+    alike: the decoder checks it first), and no octets at all read as no address."""
+
+    def __missing__(self, raw: bytes) -> Address | None:
+        if not raw:
+            return None
+        if len(self) >= _ADDRESS_CACHE_MAX:
+            self.clear()
+        addr = self[raw] = (_InternedIPv4Address if len(raw) == 4 else _InternedIPv6Address)(raw)
+        return addr
+
+
+_ADDRESS_CACHE: dict[bytes, Address] = _AddressCache()
 
 
 def intern_address(addr: Address) -> Address:
@@ -178,15 +194,7 @@ def intern_address(addr: Address) -> Address:
     and pack fast, and dict lookups against decoded ones match on identity."""
     if isinstance(addr, _Interned):
         return addr
-    return _interned(addr.packed, IPv4Address if addr.version == 4 else IPv6Address)
-
-
-def _address(data: bytes, start: int, length: int, family: type) -> Address | None:
-    if length == 0:
-        return None
-    raw = data[start : start + length]
-    addr = _ADDRESS_CACHE.get(raw)
-    return addr if addr is not None else _interned(raw, family)
+    return _ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
@@ -250,10 +258,8 @@ class _Decoder:
         "afn",
         "cies_seen",
         "extensions_seen",
-        "nbma_family",
         "nbma_ok",
         "proto",
-        "proto_family",
         "proto_ok",
         "src_proto_len",
         "tlvs_seen",
@@ -264,8 +270,6 @@ class _Decoder:
         self.afn = afn
         self.proto = proto
         self.src_proto_len = src_proto_len  # keyed-hash authentication reads the source
-        self.nbma_family = _AFN_FAMILY[afn]
-        self.proto_family = _PROTO_FAMILY[proto]
         # The valid type/length octets and protocol lengths: anything else is an error,
         # which _nbma_length/_proto_length then name.
         self.nbma_ok = _NBMA_OK[afn]
@@ -300,8 +304,8 @@ class _Decoder:
             mtu,
             hold,
             pref,
-            _address(data, body, nbma_len, self.nbma_family),
-            _address(data, body + nbma_len, proto_len, self.proto_family),
+            _ADDRESS_CACHE[data[body : body + nbma_len]],
+            _ADDRESS_CACHE[data[body + nbma_len : nxt]],
             reserved,
             data[pos:nxt],
             self.token,
@@ -376,7 +380,7 @@ class _Decoder:
         addr_end = pos + 4 + self.src_proto_len
         if addr_end > end:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "keyed-hash auth lacks source")
-        source = _address(data, pos + 4, self.src_proto_len, self.proto_family)
+        source = _ADDRESS_CACHE[data[pos + 4 : addr_end]]
         return _make_keyed_hash(
             spi, source, data[addr_end:end], reserved, compulsory, tlv, self.token
         )
@@ -520,7 +524,8 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         raise DecodeError(Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {size} octets")
     if pktsz != size:
         data = data[:pktsz]
-    if not _checksum_ok(data):
+    n = int.from_bytes(data, "big")
+    if n % 0xFFFF or not n:  # not _checksum_ok(data), without the call
         raise DecodeError(Reason.BAD_CHECKSUM, _CHECKSUM_OFFSET, f"checksum 0x{_cksum:04x}")
     ptype = _PACKET_TYPES.get(type_v)
     if ptype is None:
@@ -547,10 +552,12 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
     addr_end = pos + nbma_len + src_len + dst_len
     if addr_end > body_end:
         raise DecodeError(Reason.TRUNCATED, pos, "addresses run past the mandatory part")
-    src_nbma = _address(data, pos, nbma_len, dec.nbma_family)
-    pos += nbma_len
-    src_proto = _address(data, pos, src_len, dec.proto_family)
-    dst_proto = _address(data, pos + src_len, dst_len, dec.proto_family)
+    # The lengths are checked: one subscript each (empty octets read as None).
+    src_at = pos + nbma_len
+    dst_at = src_at + src_len
+    src_nbma = _ADDRESS_CACHE[data[pos:src_at]]
+    src_proto = _ADDRESS_CACHE[data[src_at:dst_at]]
+    dst_proto = _ADDRESS_CACHE[data[dst_at:addr_end]]
 
     cies: tuple[Cie, ...] = ()
     payload = b""
@@ -567,8 +574,14 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         flags = request_id = 0
         payload = data[addr_end:body_end]
     else:
-        cies = dec.cie_list(data, addr_end, body_end)
-    extensions = dec.extensions(data, extoff, pktsz) if extoff else ()
+        # The memos looked up here first: a call less when they hold the octets (they hold
+        # no empty tuples, and no octets at all are never in them).
+        cies = dec.cies_seen.get(data[addr_end:body_end]) or dec.cie_list(data, addr_end, body_end)
+    extensions = ()
+    if extoff:
+        extensions = dec.extensions_seen.get(data[extoff:pktsz]) or dec.extensions(
+            data, extoff, pktsz
+        )
     return _make_packet(
         ptype,
         dec.afn,
@@ -675,8 +688,10 @@ class _Encoder:
         "afn",
         "last_extensions",
         "nbma_family",
+        "nbma_kept",
         "proto",
         "proto_family",
+        "proto_kept",
         "src_proto_len",
         "token",
     )
@@ -685,8 +700,8 @@ class _Encoder:
         self.token = next(_ENCODER_TOKENS)  # never reused, even after clear_memos()
         self.afn = afn
         self.proto = proto
-        self.nbma_family = _AFN_FAMILY[afn]
-        self.proto_family = _PROTO_FAMILY[proto]
+        self.nbma_family, self.nbma_kept = _AFN_FAMILIES[afn]
+        self.proto_family, self.proto_kept = _PROTO_FAMILIES[proto]
         self.src_proto_len = src_proto_len
         # The last extension part encoded whole from kept octets, and those octets: a hub
         # answering echoes the very same tuple in reply after reply (core.echo_extensions).
@@ -697,8 +712,16 @@ class _Encoder:
         if cie._wire_ctx == token:
             out += cie._wire  # type: ignore[operator]
             return
-        nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
-        proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
+        addr = cie.client_nbma
+        if addr.__class__ is self.nbma_kept:  # interned: of the family, octets kept
+            nbma = addr.packed
+        else:
+            nbma = _check_address(addr, self.nbma_family, "CIE client NBMA")
+        addr = cie.client_proto
+        if addr.__class__ is self.proto_kept:
+            proto = addr.packed
+        else:
+            proto = _check_address(addr, self.proto_family, "CIE client protocol")
         wire = _CIE.pack(
             cie.code,
             cie.prefix_length,
@@ -851,10 +874,25 @@ def _encode(packet: Packet) -> bytes:
                 raise EncodeError(
                     Reason.INVALID_FIELD, 0, f"{name} is not carried by {ptype.json_name}"
                 )
-    proto_family = _PROTO_FAMILY[proto]
-    src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
-    src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
-    dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
+    # An interned address (its exact class) is of the family and keeps its octets: taken
+    # as it is, a _check_address call less.
+    family, kept = _AFN_FAMILIES[afn]
+    addr = packet.src_nbma
+    if addr.__class__ is kept:
+        src_nbma = addr.packed
+    else:
+        src_nbma = _check_address(addr, family, "source NBMA")
+    family, kept = _PROTO_FAMILIES[proto]
+    addr = packet.src_proto
+    if addr.__class__ is kept:
+        src_proto = addr.packed
+    else:
+        src_proto = _check_address(addr, family, "source protocol")
+    addr = packet.dst_proto
+    if addr.__class__ is kept:
+        dst_proto = addr.packed
+    else:
+        dst_proto = _check_address(addr, family, "destination protocol")
     enc = _ENCODERS[afn, proto, len(src_proto)]
 
     out = bytearray(_PREAMBLE_LEN)  # the fixed header goes in last, with the lengths
@@ -895,9 +933,14 @@ def _encode(packet: Packet) -> bytes:
             else:
                 enc.cie(out, cie)
     extoff = 0
-    if packet.extensions:
+    exts = packet.extensions
+    if exts:
         extoff = len(out)
-        enc.extensions(out, packet.extensions)
+        last_exts, last_octets = enc.last_extensions
+        if exts is last_exts and last_octets:  # as enc.extensions does first, a call less
+            out += last_octets
+        else:
+            enc.extensions(out, exts)
     if len(out) > MAX_PACKET_LEN:
         raise EncodeError(Reason.BAD_LENGTH, 10, f"packet of {len(out)} octets")
     _HEADER.pack_into(
@@ -924,6 +967,12 @@ def _encode(packet: Packet) -> bytes:
 _REQUEST_ID_OFFSET = FIXED_HEADER_LEN + 4  # after the two lengths and the flags
 
 
+@functools.lru_cache(maxsize=64)
+def _template_packer(fmt: str) -> Callable[..., bytes]:
+    """Shared by the templates of one layout: a node has thousands, of a few layouts."""
+    return struct.Struct(fmt).pack
+
+
 class Template:
     """A request sent again and again with only its destination protocol address and
     request id changed: a node's Resolution Requests (its target changes) and
@@ -932,7 +981,7 @@ class Template:
     template's octets, a fraction of what encoding the packet costs, and gives the
     packet that the octets encode (``encode(packet) == octets``)."""
 
-    __slots__ = ("_dst_at", "_octets", "_proto_family", "octets", "packet")
+    __slots__ = ("_patch", "_proto_family", "octets", "packet")
 
     def __init__(self, packet: Packet) -> None:
         """``packet``: the first request of the kind (types 1-6, with a destination),
@@ -944,18 +993,38 @@ class Template:
             )
         self.octets = encode(packet)  # checks the packet once
         self.packet = packet
-        self._octets: bytearray | None = None  # made on the first patch (many never get one)
-        self._dst_at = 0
-        self._proto_family = _PROTO_FAMILY[packet.protocol_type]
+        self._patch: tuple | None = None  # made on the first patch (many never get one)
+        self._proto_family = _PROTO_FAMILIES[packet.protocol_type][0]
 
-    def _blank(self) -> bytearray:
-        """The octets to patch, with a zero checksum (the sum is taken with it zero)."""
-        octets = bytearray(self.octets)
-        octets[_CHECKSUM_OFFSET : _CHECKSUM_OFFSET + 2] = b"\x00\x00"
-        nbma_len, src_len = octets[18], octets[FIXED_HEADER_LEN]
-        self._dst_at = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN + nbma_len + src_len
-        self._octets = octets
-        return octets
+    def _layout(self) -> tuple:
+        """What :meth:`fill` patches with: a packer of the octets from the fixed pieces,
+        the checksum, the request id and the destination; and the ones' complement sum
+        (mod 0xffff, as in ``internet_checksum``) of the octets with those three zero.
+        The three start and end on 16-bit words (the addresses before the destination
+        are 4 or 16 octets), so each adds its value to the sum as it is, and the octets
+        as encoded sum to 0: the sum without them is minus theirs."""
+        octets = self.octets
+        dst_at = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN + octets[18] + octets[FIXED_HEADER_LEN]
+        dst_end = dst_at + octets[FIXED_HEADER_LEN + 1]
+        rid_end = _REQUEST_ID_OFFSET + 4
+        pack = _template_packer(
+            f"!{_CHECKSUM_OFFSET}sH{_REQUEST_ID_OFFSET - _CHECKSUM_OFFSET - 2}sI"
+            f"{dst_at - rid_end}s{dst_end - dst_at}s{len(octets) - dst_end}s"
+        )
+        fields = (
+            int.from_bytes(octets[_CHECKSUM_OFFSET : _CHECKSUM_OFFSET + 2], "big")
+            + self.packet.request_id
+            + int.from_bytes(octets[dst_at:dst_end], "big")
+        )
+        self._patch = (
+            pack,
+            octets[:_CHECKSUM_OFFSET],
+            octets[_CHECKSUM_OFFSET + 2 : _REQUEST_ID_OFFSET],
+            octets[rid_end:dst_at],
+            octets[dst_end:],
+            -fields % 0xFFFF,
+        )
+        return self._patch
 
     def fill(self, dst_proto: Address, request_id: int) -> tuple[Packet, bytes]:
         """The packet to ``dst_proto`` with ``request_id``, and its octets."""
@@ -966,12 +1035,15 @@ class Template:
             _check_address(dst_proto, self._proto_family, "destination protocol")
         if not 0 <= request_id <= 0xFFFFFFFF:
             raise EncodeError(Reason.INVALID_FIELD, _REQUEST_ID_OFFSET, "request id out of range")
-        out = (self._octets or self._blank())[:]
-        _U32.pack_into(out, _REQUEST_ID_OFFSET, request_id)
-        dst_at = self._dst_at
-        out[dst_at : dst_at + len(dst_proto.packed)] = dst_proto.packed
-        _U16.pack_into(out, _CHECKSUM_OFFSET, internet_checksum(out))
-        packet = Packet(
+        pack, head, before_rid, before_dst, tail, base = self._patch or self._layout()
+        dst = dst_proto.packed
+        # The checksum updated for the two fields (RFC 1624's idea), as internet_checksum
+        # gives it: the sum is never of all zeros (ar$op.version is 1), so 0 folds to 0xffff.
+        total = (base + request_id + int.from_bytes(dst, "big")) % 0xFFFF
+        octets = pack(
+            head, 0xFFFF - total if total else 0, before_rid, request_id, before_dst, dst, tail
+        )
+        packet = _make_packet(
             p.type,
             p.afn,
             p.protocol_type,
@@ -982,6 +1054,11 @@ class Template:
             p.flags,
             request_id,
             p.cies,
-            extensions=p.extensions,
+            0,  # error_code, error_offset, traffic_code, payload, reserved: a request's
+            0,
+            0,
+            b"",
+            0,
+            p.extensions,
         )
-        return packet, bytes(out)
+        return packet, octets
