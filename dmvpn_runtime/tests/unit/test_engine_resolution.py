@@ -183,6 +183,18 @@ def test_ingress_installs_mapping_then_route_for_the_answered_prefix() -> None:
     assert events(actions, "shortcut_up")
 
 
+def test_a_host_answer_routes_unless_it_is_the_egress_itself() -> None:
+    spoke = started(spoke_config())
+    _dst, req = ask(spoke, OTHER_PROTO)  # the egress itself: a mapping, no route
+    actions = feed(spoke, 1.1, HUB_NBMA, reply_for(req, prefix_length=32))
+    assert AddMapping(OTHER_PROTO, OTHER_NBMA, MappingType.CACHED) in actions
+    assert not of(actions, AddRoute)
+    target = ip_address("10.2.0.7")  # behind the egress: its host prefix is routed
+    _dst, req = ask(spoke, target, now=2.0)
+    actions = feed(spoke, 2.1, HUB_NBMA, reply_for(req, prefix_length=32))
+    assert AddRoute(ip_network("10.2.0.7/32"), OTHER_PROTO) in actions
+
+
 def test_retries_keep_the_request_id_and_give_up_after_30_s() -> None:
     spoke = started(spoke_config())
     _dst, req = ask(spoke, ip_address("10.2.0.7"), now=1.0)

@@ -220,7 +220,7 @@ class Engine:
             core.stats.counters["policy_deny_resolution"] += 1
             core.event(EventKind.POLICY_DENY, role="nhc", stage="no_mapping", dst=next_hop)
             return self._flush()
-        core.resolver.resolve(next_hop, now, "no_mapping")
+        core.resolver.resolve_known(next_hop, entry, now, "no_mapping")
         return self._flush()
 
     def traffic_used(self, now: float, peer: Address) -> list[Action]:
@@ -353,17 +353,26 @@ class Engine:
     def cache_entries(self) -> list[CacheEntryView]:
         views = []
         for e in self._core.cache.entries.values():
+            # A list comprehension: no generator to resume for each flag.
             flags = tuple(
-                name
-                for name, on in (
-                    ("unique", e.unique),
-                    ("used", e.used),
-                    ("nat", e.claimed_nbma is not None and e.nbma != e.claimed_nbma),
-                    ("installed", e.installed),
-                    ("pending", e.new is not None),
-                    ("learned", e.learned),
-                )
-                if on
+                [
+                    name
+                    for name, on in (
+                        ("unique", e.unique),
+                        ("used", e.used),
+                        # identity first: interned addresses, ipaddress's __ne__ is Python
+                        (
+                            "nat",
+                            e.claimed_nbma is not None
+                            and e.nbma is not e.claimed_nbma
+                            and e.nbma != e.claimed_nbma,
+                        ),
+                        ("installed", e.installed),
+                        ("pending", e.new is not None),
+                        ("learned", e.learned),
+                    )
+                    if on
+                ]
             )
             views.append(
                 CacheEntryView(

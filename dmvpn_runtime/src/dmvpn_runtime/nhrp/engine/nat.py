@@ -49,7 +49,9 @@ def with_observed(
     ext: NatAddress, proto: Address | None, claimed: Address | None, observed: Address
 ) -> NatAddress:
     """The extension plus a CIE for ``proto`` at ``observed`` when NAT is detected."""
-    if proto is None or observed == claimed:
+    # Addresses from the codec are interned: identity settles most comparisons without
+    # ipaddress's Python-level __eq__.
+    if proto is None or observed is claimed or observed == claimed:
         return ext
     for c in ext.cies:
         if c.client_proto is not None and c.client_proto == proto:

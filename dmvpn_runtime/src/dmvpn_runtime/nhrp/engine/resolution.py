@@ -51,6 +51,7 @@ from .actions import EventKind, MappingType
 from .cache import CacheEntry, contains, host, network
 from .config import ResolutionMode
 from .core import EMPTY_NAT, EMPTY_REQUEST_EXTENSIONS, PROTOCOL_OF_VERSION, Core, relayed
+from .shortcut import mapping_only_prefix
 from .stats import Drop
 from .timers import (
     DEFAULT_HOP_COUNT,
@@ -60,6 +61,15 @@ from .timers import (
     RESOLUTION_RETRY_FIRST,
     RESOLUTION_RETRY_MAX,
 )
+
+# Enum members read per packet, as module constants (a class attribute read of an enum
+# member costs several times a global read on 3.11).
+_NEGATIVE = MappingType.NEGATIVE
+_REGISTERED = MappingType.REGISTERED
+_RESOLUTION_REQUEST = PacketType.RESOLUTION_REQUEST
+_RESOLUTION_REPLY = PacketType.RESOLUTION_REPLY
+_SUCCESS = CieCode.SUCCESS
+_FORWARD = ResolutionMode.FORWARD
 
 
 @dataclass(slots=True, eq=False)
@@ -88,12 +98,23 @@ class Resolver:
         self, target: Address, now: float, reason: str, nbma: Address | None = None
     ) -> bool:
         """Ask for ``target``'s binding (through the active NHS, or ``nbma`` to refresh)."""
+        return self.resolve_known(target, self.core.cache.get(target), now, reason, nbma)
+
+    def resolve_known(
+        self,
+        target: Address,
+        cached: CacheEntry | None,
+        now: float,
+        reason: str,
+        nbma: Address | None = None,
+    ) -> bool:
+        """:meth:`resolve` with ``cached``, the cache's entry for ``target`` now, which the
+        caller looked up (hashing an address is a Python call)."""
         core = self.core
         if target in self.by_target:
             core.stats.counters["resolution_already_pending"] += 1
             return False
-        cached = core.cache.get(target)
-        if cached is not None and cached.type is MappingType.NEGATIVE and cached.expires > now:
+        if cached is not None and cached.type is _NEGATIVE and cached.expires > now:
             core.stats.counters["resolution_negative_cached"] += 1
             return False
         version = target.version
@@ -169,7 +190,7 @@ class Resolver:
                 trigger=pending.reason,
             )
             return
-        core.resend(pending.nbma, pending.data, PacketType.RESOLUTION_REQUEST)
+        core.resend(pending.nbma, pending.data, _RESOLUTION_REQUEST)
         pending.interval = min(pending.interval * 2, RESOLUTION_RETRY_MAX)
         core.arm(("res", pending), now + pending.interval)
 
@@ -181,7 +202,10 @@ class Resolver:
     def on_reply(self, pkt: Packet, src: Address, protected: bool, now: float) -> None:
         core = self.core
         pending = self.by_id.get(pkt.request_id)
-        if pending is None or pending.target != pkt.dst_proto:
+        # Addresses from the codec are interned: identity settles most comparisons
+        # without ipaddress's Python-level __eq__/__ne__.
+        dst = pkt.dst_proto
+        if pending is None or (pending.target is not dst and pending.target != dst):
             if core.config.is_nhs and pkt.src_proto not in core.own_addresses:
                 self._forward_reply(pkt, src, now)
                 return
@@ -193,7 +217,7 @@ class Resolver:
         cie = pkt.cies[0]
         target = pending.target
         self._finish(pending)
-        if cie.code != CieCode.SUCCESS:
+        if cie.code != _SUCCESS:
             self._negative(target, cie.code, cie.holding_time, src, now)
             return
         egress = cie.client_proto or target
@@ -201,7 +225,8 @@ class Resolver:
         nbma = nat.reachable(claimed, nat.post_nat(nat.find(pkt), egress), src, core.post_nat)
         version = target.version
         plen = cie.prefix_length
-        if plen == UNIQUE_PREFIX_LENGTH or plen >= target.max_prefixlen:
+        host_answer = plen == UNIQUE_PREFIX_LENGTH or plen >= target.max_prefixlen
+        if host_answer:
             prefix = host(target)
             ours = target in core.own_addresses  # what a host prefix holds: its address
         else:
@@ -240,7 +265,15 @@ class Resolver:
                     reason=refusal,
                 )
                 return
-        core.shortcuts.install(target, allowed, egress, nbma, claimed, holding, now, src, pend)
+        # Policy left the answer's prefix as it was (always without a policy): a host
+        # answer is a mapping only when it names the egress itself.
+        if allowed is prefix:
+            mapping_only = host_answer and (egress is target or egress == target)
+        else:
+            mapping_only = mapping_only_prefix(allowed, egress)
+        core.shortcuts.install(
+            target, allowed, egress, nbma, claimed, holding, now, src, pend, mapping_only
+        )
 
     def _covers_own(self, prefix) -> bool:
         """An answer whose prefix holds our own overlay address would route us away (we
@@ -335,7 +368,7 @@ class Resolver:
         )
         if where is not None:
             core.nhs.record_resolver(entry, requester, where)
-        if core.config.resolution_mode is ResolutionMode.FORWARD and entry.nbma != src:
+        if core.config.resolution_mode is _FORWARD and entry.nbma is not src and entry.nbma != src:
             assert entry.nbma is not None
             self._forward(pkt, src, entry.nbma, now)
         else:
@@ -348,7 +381,7 @@ class Resolver:
         policy = core.config.policy
         side: tuple = (host(requester),)
         client = core.cache.get(requester)
-        if client is not None and client.type is MappingType.REGISTERED:
+        if client is not None and client.type is _REGISTERED:
             side = core.client_networks(client)
         if target == entry.proto:
             return all(policy.allows(side, n) for n in core.client_networks(entry))
@@ -374,7 +407,7 @@ class Resolver:
             return
         # with_observed adds nothing unless the request came from elsewhere than the NBMA
         # it claims (NAT).
-        if first_hop and core.config.nat and src != pkt.src_nbma:
+        if first_hop and core.config.nat and src is not pkt.src_nbma and src != pkt.src_nbma:
             exts = tuple(
                 nat.with_observed(e, pkt.src_proto, pkt.src_nbma, src)
                 if isinstance(e, NatAddress)
@@ -433,7 +466,7 @@ class Resolver:
         """An Error Indication goes to the packet's source (RFC 2332 §5.2.7): straight to
         it when it is our client, else back to the hop it came from."""
         entry = self.core.cache.get(pkt.src_proto) if pkt.src_proto is not None else None
-        if entry is not None and entry.type is MappingType.REGISTERED and entry.nbma is not None:
+        if entry is not None and entry.type is _REGISTERED and entry.nbma is not None:
             return entry.nbma
         return src
 
@@ -448,7 +481,7 @@ class Resolver:
         assert requester is not None
         entry = core.cache.get(requester)
         nbma = None
-        if entry is not None and entry.type is MappingType.REGISTERED:
+        if entry is not None and entry.type is _REGISTERED:
             nbma = entry.nbma
         else:
             own = core.own[pkt.protocol_type]
@@ -520,7 +553,7 @@ class Resolver:
             natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
         responder = core.responder_ext[pt]
-        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, natx)
+        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, (cie,), responder, natx)
         # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
         # unless it is behind a NAT, which may filter a stranger's packets, or the packet
         # would leave unprotected where IPsec is required: then back the way the request
@@ -559,7 +592,7 @@ class Resolver:
             natx = nat.with_observed(natx, entry.proto, entry.claimed_nbma, entry.nbma)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if core.config.nat else 0)
         responder = core.responder_ext[pkt.protocol_type]
-        reply = core.reply(pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, natx)
+        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, (cie,), responder, natx)
         core.send(src, reply)
         core.stats.counters["resolution_answered"] += 1
 
@@ -577,9 +610,7 @@ class Resolver:
         )
         flags = pkt.flags | (FLAG_NAT_CAPABLE if core.config.nat else 0)
         responder = core.responder_ext[pkt.protocol_type]
-        reply = core.reply(
-            pkt, PacketType.RESOLUTION_REPLY, flags, (cie,), responder, nat.find(pkt)
-        )
+        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, (cie,), responder, nat.find(pkt))
         core.send(src, reply)
         core.stats.counters[f"resolution_nak_{int(code)}"] += 1
 

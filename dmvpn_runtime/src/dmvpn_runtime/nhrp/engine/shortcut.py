@@ -31,6 +31,11 @@ from .timers import PENDING_BINDING_TIMEOUT, SHORTCUT_REFRESH_AT
 
 Network = IPv4Network | IPv6Network
 
+# Enum members read per resolution, as module constants (cheaper reads on 3.11).
+_CACHED = MappingType.CACHED
+_NEGATIVE = MappingType.NEGATIVE
+_SHORTCUT_UP = EventKind.SHORTCUT_UP
+
 
 @dataclass(slots=True, eq=False)
 class Shortcut:
@@ -44,6 +49,12 @@ class Shortcut:
     used: bool = False
     refreshing: bool = False
     created: float = 0.0
+
+
+def mapping_only_prefix(prefix: Network, via: Address) -> bool:
+    """Whether a shortcut for ``prefix`` via ``via`` is a mapping only (no route): the
+    prefix is ``via``'s host prefix."""
+    return prefix.prefixlen == via.max_prefixlen and prefix.network_address == via
 
 
 class Shortcuts:
@@ -67,8 +78,11 @@ class Shortcuts:
         holding: float,
         now: float,
         source: Address,
-        pending: bool = False,
+        pending: bool,
+        mapping_only: bool,
     ) -> None:
+        """``mapping_only``: ``prefix`` is ``via``'s host prefix (:func:`mapping_only_prefix`;
+        the caller often knows it without reading the prefix)."""
         core = self.core
         expires = now + holding
         # No expiry timer for the binding: the shortcut's own timer covers it.
@@ -77,13 +91,14 @@ class Shortcuts:
         )
         if entry is None:
             return
-        mapping_only = prefix.prefixlen == via.max_prefixlen and prefix.network_address == via
         refresh_at = now + holding * SHORTCUT_REFRESH_AT
         new = Shortcut(prefix, target, via, expires, refresh_at, host=mapping_only, created=now)
         # setdefault: a new prefix, the usual case, is hashed once (a network takes 1 us);
         # a refresh pays for a Shortcut it does not keep.
         sc = self.by_prefix.setdefault(prefix, new)
-        if sc is not new and sc.via != via:
+        # Addresses from the codec are interned: identity settles most comparisons
+        # without ipaddress's Python-level __eq__/__ne__.
+        if sc is not new and sc.via is not via and sc.via != via:
             self._remove(sc, "replaced", keep_route=True)
             sc = self.by_prefix[prefix] = new
         fresh = sc is new
@@ -101,7 +116,7 @@ class Shortcuts:
         core.arm(("sc", sc), sc.refresh_at)
         if fresh:
             core.event(
-                EventKind.SHORTCUT_UP,
+                _SHORTCUT_UP,
                 prefix=prefix,
                 via=via,
                 nbma=nbma,
@@ -150,17 +165,17 @@ class Shortcuts:
         core = self.core
         cache = core.cache
         if entry is not None:
-            if entry.type is MappingType.NEGATIVE:
+            if entry.type is _NEGATIVE:
                 self.forget_entry(entry, "answered")
                 entry = None
-            elif entry.type is not MappingType.CACHED:
+            elif entry.type is not _CACHED:
                 return entry  # configured or registered bindings are not overridden
         if entry is not None:
             if entry.expires < expires:
                 entry.expires = expires
                 if timer:
                     core.arm(("map", proto), expires)
-            if entry.nbma == nbma and entry.new is None:
+            if (entry.nbma is nbma or entry.nbma == nbma) and entry.new is None:
                 return entry
             if pending:
                 self._defer(entry, nbma, claimed, expires, source, now)
@@ -177,7 +192,7 @@ class Shortcuts:
             return None
         entry = CacheEntry(
             proto,
-            MappingType.CACHED,
+            _CACHED,
             None if pending else nbma,
             claimed,
             expires,
