@@ -47,7 +47,7 @@ def test_objects_built_in_an_unfrozen_twin_are_plain_frozen_instances():
     built = Packet(PacketType.RESOLUTION_REQUEST, request_id=7, cies=(cie,))
     decoded = decode(encode(built))
     for pkt in (built, decoded):
-        assert type(pkt) is Packet and type(pkt.cies[0]) is Cie
+        assert pkt.__class__ is Packet and pkt.cies[0].__class__ is Cie
         assert pkt == built and hash(pkt) == hash(built) and repr(pkt) == repr(built)
         with pytest.raises(dataclasses.FrozenInstanceError):
             pkt.request_id = 8  # type: ignore[misc]
@@ -58,4 +58,4 @@ def test_objects_built_in_an_unfrozen_twin_are_plain_frozen_instances():
     class Subclass(Cie):  # another layout: filled through the descriptors
         pass
 
-    assert Subclass(0, 32).prefix_length == 32 and type(Subclass(0, 32)) is Subclass
+    assert Subclass(0, 32).prefix_length == 32 and Subclass(0, 32).__class__ is Subclass
