@@ -126,7 +126,7 @@ def test_a_packet_without_request_id_or_destination_makes_no_template() -> None:
     with pytest.raises(EncodeError, match="template"):
         Template(indication)
     with pytest.raises(EncodeError, match="template"):
-        Template(request("10.255.0.9", 7).__class__(PacketType.RESOLUTION_REQUEST))
+        Template(Packet(PacketType.RESOLUTION_REQUEST))
 
 
 def odd_request(dst: str, request_id: int, v6: bool) -> Packet:

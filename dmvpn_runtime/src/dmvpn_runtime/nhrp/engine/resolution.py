@@ -394,16 +394,7 @@ class Resolver:
             return
         exts, first_hop = relayed_exts
         if pkt.hop_count <= 1:
-            core.drop(Drop.HOP_COUNT_EXCEEDED, src, target=pkt.dst_proto)
-            error_indication.send(
-                core,
-                pkt,
-                None,
-                self._error_to(pkt, src),
-                ErrorCode.HOP_COUNT_EXCEEDED,
-                now,
-                HOP_COUNT_OFFSET,
-            )
+            self._refuse_forward(pkt, src, Drop.HOP_COUNT_EXCEEDED, now, HOP_COUNT_OFFSET)
             return
         # with_observed adds nothing unless the request came from elsewhere than the NBMA
         # it claims (NAT).
@@ -440,16 +431,7 @@ class Resolver:
             if cls is ForwardTransitNhs:
                 for c in ext.cies:
                     if c.client_proto == own or c.client_nbma == core.nbma:
-                        core.drop(Drop.LOOP_DETECTED, src, target=pkt.dst_proto)
-                        error_indication.send(
-                            core,
-                            pkt,
-                            None,
-                            self._error_to(pkt, src),
-                            ErrorCode.LOOP_DETECTED,
-                            now,
-                            ext,
-                        )
+                        self._refuse_forward(pkt, src, Drop.LOOP_DETECTED, now, ext)
                         return None
                 first_hop = not ext.cies
                 ext = ForwardTransitNhs((*ext.cies, core.responder[pt]), ext.compulsory)
@@ -461,6 +443,19 @@ class Resolver:
         relayed_exts = (tuple(exts), first_hop)
         self._relayed_memo = (pkt.extensions, pt, core.generation, relayed_exts)
         return relayed_exts
+
+    def _refuse_forward(
+        self, pkt: Packet, src: Address, reason: Drop, now: float, at: int | Extension
+    ) -> None:
+        """A request we must not forward: counted, and an Error Indication (code 3 for a
+        loop, 15 for the hop count) naming ``at`` (the offending extension or offset)."""
+        self.core.drop(reason, src, target=pkt.dst_proto)
+        code = (
+            ErrorCode.LOOP_DETECTED
+            if reason is Drop.LOOP_DETECTED
+            else ErrorCode.HOP_COUNT_EXCEEDED
+        )
+        error_indication.send(self.core, pkt, None, self._error_to(pkt, src), code, now, at)
 
     def _error_to(self, pkt: Packet, src: Address) -> Address:
         """An Error Indication goes to the packet's source (RFC 2332 §5.2.7): straight to

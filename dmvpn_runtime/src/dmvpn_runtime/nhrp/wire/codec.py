@@ -7,7 +7,6 @@ or :class:`EncodeError` naming the reason and the offset; nothing else escapes.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import struct
 from collections.abc import Callable
@@ -157,16 +156,8 @@ class _InternedIPv6Address(_Interned, IPv6Address):
     max_prefixlen = 128
 
 
-# The family of each afn and protocol type, and its interned class: the encoder takes the
-# octets of an address of that exact class (an instance of the family) without a check.
-_AFN_FAMILIES = {
-    Afn.IPV4: (IPv4Address, _InternedIPv4Address),
-    Afn.IPV6: (IPv6Address, _InternedIPv6Address),
-}
-_PROTO_FAMILIES = {
-    ProtocolType.IPV4: (IPv4Address, _InternedIPv4Address),
-    ProtocolType.IPV6: (IPv6Address, _InternedIPv6Address),
-}
+_AFN_FAMILY = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
+_PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
 _ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
 
 
@@ -524,8 +515,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         raise DecodeError(Reason.LENGTH_BEYOND_PACKET, 10, f"packet size {pktsz} but {size} octets")
     if pktsz != size:
         data = data[:pktsz]
-    n = int.from_bytes(data, "big")
-    if n % 0xFFFF or not n:  # not _checksum_ok(data), without the call
+    if not _checksum_ok(data):
         raise DecodeError(Reason.BAD_CHECKSUM, _CHECKSUM_OFFSET, f"checksum 0x{_cksum:04x}")
     ptype = _PACKET_TYPES.get(type_v)
     if ptype is None:
@@ -688,10 +678,8 @@ class _Encoder:
         "afn",
         "last_extensions",
         "nbma_family",
-        "nbma_kept",
         "proto",
         "proto_family",
-        "proto_kept",
         "src_proto_len",
         "token",
     )
@@ -700,8 +688,8 @@ class _Encoder:
         self.token = next(_ENCODER_TOKENS)  # never reused, even after clear_memos()
         self.afn = afn
         self.proto = proto
-        self.nbma_family, self.nbma_kept = _AFN_FAMILIES[afn]
-        self.proto_family, self.proto_kept = _PROTO_FAMILIES[proto]
+        self.nbma_family = _AFN_FAMILY[afn]
+        self.proto_family = _PROTO_FAMILY[proto]
         self.src_proto_len = src_proto_len
         # The last extension part encoded whole from kept octets, and those octets: a hub
         # answering echoes the very same tuple in reply after reply (core.echo_extensions).
@@ -712,16 +700,8 @@ class _Encoder:
         if cie._wire_ctx == token:
             out += cie._wire  # type: ignore[operator]
             return
-        addr = cie.client_nbma
-        if addr.__class__ is self.nbma_kept:  # interned: of the family, octets kept
-            nbma = addr.packed
-        else:
-            nbma = _check_address(addr, self.nbma_family, "CIE client NBMA")
-        addr = cie.client_proto
-        if addr.__class__ is self.proto_kept:
-            proto = addr.packed
-        else:
-            proto = _check_address(addr, self.proto_family, "CIE client protocol")
+        nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
+        proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
         wire = _CIE.pack(
             cie.code,
             cie.prefix_length,
@@ -874,25 +854,10 @@ def _encode(packet: Packet) -> bytes:
                 raise EncodeError(
                     Reason.INVALID_FIELD, 0, f"{name} is not carried by {ptype.json_name}"
                 )
-    # An interned address (its exact class) is of the family and keeps its octets: taken
-    # as it is, a _check_address call less.
-    family, kept = _AFN_FAMILIES[afn]
-    addr = packet.src_nbma
-    if addr.__class__ is kept:
-        src_nbma = addr.packed
-    else:
-        src_nbma = _check_address(addr, family, "source NBMA")
-    family, kept = _PROTO_FAMILIES[proto]
-    addr = packet.src_proto
-    if addr.__class__ is kept:
-        src_proto = addr.packed
-    else:
-        src_proto = _check_address(addr, family, "source protocol")
-    addr = packet.dst_proto
-    if addr.__class__ is kept:
-        dst_proto = addr.packed
-    else:
-        dst_proto = _check_address(addr, family, "destination protocol")
+    proto_family = _PROTO_FAMILY[proto]
+    src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
+    src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
+    dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
     enc = _ENCODERS[afn, proto, len(src_proto)]
 
     out = bytearray(_PREAMBLE_LEN)  # the fixed header goes in last, with the lengths
@@ -967,12 +932,6 @@ def _encode(packet: Packet) -> bytes:
 _REQUEST_ID_OFFSET = FIXED_HEADER_LEN + 4  # after the two lengths and the flags
 
 
-@functools.lru_cache(maxsize=64)
-def _template_packer(fmt: str) -> Callable[..., bytes]:
-    """Shared by the templates of one layout: a node has thousands, of a few layouts."""
-    return struct.Struct(fmt).pack
-
-
 class Template:
     """A request sent again and again with only its destination protocol address and
     request id changed: a node's Resolution Requests (its target changes) and
@@ -981,7 +940,7 @@ class Template:
     template's octets, a fraction of what encoding the packet costs, and gives the
     packet that the octets encode (``encode(packet) == octets``)."""
 
-    __slots__ = ("_patch", "_proto_family", "octets", "packet")
+    __slots__ = ("_blank", "_dst_at", "_proto_family", "octets", "packet")
 
     def __init__(self, packet: Packet) -> None:
         """``packet``: the first request of the kind (types 1-6, with a destination),
@@ -993,56 +952,32 @@ class Template:
             )
         self.octets = encode(packet)  # checks the packet once
         self.packet = packet
-        self._patch: tuple | None = None  # made on the first patch (many never get one)
-        self._proto_family = _PROTO_FAMILIES[packet.protocol_type][0]
+        self._blank: bytearray | None = None  # made on the first patch (many never get one)
+        self._dst_at = 0
+        self._proto_family = _PROTO_FAMILY[packet.protocol_type]
 
-    def _layout(self) -> tuple:
-        """What :meth:`fill` patches with: a packer of the octets from the fixed pieces,
-        the checksum, the request id and the destination; and the ones' complement sum
-        (mod 0xffff, as in ``internet_checksum``) of the octets with those three zero.
-        The three start and end on 16-bit words (the addresses before the destination
-        are 4 or 16 octets), so each adds its value to the sum as it is, and the octets
-        as encoded sum to 0: the sum without them is minus theirs."""
-        octets = self.octets
-        dst_at = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN + octets[18] + octets[FIXED_HEADER_LEN]
-        dst_end = dst_at + octets[FIXED_HEADER_LEN + 1]
-        rid_end = _REQUEST_ID_OFFSET + 4
-        pack = _template_packer(
-            f"!{_CHECKSUM_OFFSET}sH{_REQUEST_ID_OFFSET - _CHECKSUM_OFFSET - 2}sI"
-            f"{dst_at - rid_end}s{dst_end - dst_at}s{len(octets) - dst_end}s"
-        )
-        fields = (
-            int.from_bytes(octets[_CHECKSUM_OFFSET : _CHECKSUM_OFFSET + 2], "big")
-            + self.packet.request_id
-            + int.from_bytes(octets[dst_at:dst_end], "big")
-        )
-        self._patch = (
-            pack,
-            octets[:_CHECKSUM_OFFSET],
-            octets[_CHECKSUM_OFFSET + 2 : _REQUEST_ID_OFFSET],
-            octets[rid_end:dst_at],
-            octets[dst_end:],
-            -fields % 0xFFFF,
-        )
-        return self._patch
+    def _make_blank(self) -> bytearray:
+        """The octets to patch, with a zero checksum (the sum is taken with it zero)."""
+        blank = bytearray(self.octets)
+        blank[_CHECKSUM_OFFSET : _CHECKSUM_OFFSET + 2] = b"\x00\x00"
+        nbma_len, src_len = blank[18], blank[FIXED_HEADER_LEN]
+        self._dst_at = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN + nbma_len + src_len
+        self._blank = blank
+        return blank
 
     def fill(self, dst_proto: Address, request_id: int) -> tuple[Packet, bytes]:
         """The packet to ``dst_proto`` with ``request_id``, and its octets."""
         p = self.packet
         if request_id == p.request_id and dst_proto is p.dst_proto:
             return p, self.octets  # the first use, or a retransmission
-        if dst_proto.__class__ is not p.dst_proto.__class__:
-            _check_address(dst_proto, self._proto_family, "destination protocol")
+        dst = _check_address(dst_proto, self._proto_family, "destination protocol")
         if not 0 <= request_id <= 0xFFFFFFFF:
             raise EncodeError(Reason.INVALID_FIELD, _REQUEST_ID_OFFSET, "request id out of range")
-        pack, head, before_rid, before_dst, tail, base = self._patch or self._layout()
-        dst = dst_proto.packed
-        # The checksum updated for the two fields (RFC 1624's idea), as internet_checksum
-        # gives it: the sum is never of all zeros (ar$op.version is 1), so 0 folds to 0xffff.
-        total = (base + request_id + int.from_bytes(dst, "big")) % 0xFFFF
-        octets = pack(
-            head, 0xFFFF - total if total else 0, before_rid, request_id, before_dst, dst, tail
-        )
+        out = (self._blank or self._make_blank())[:]
+        _U32.pack_into(out, _REQUEST_ID_OFFSET, request_id)
+        out[self._dst_at : self._dst_at + len(dst)] = dst
+        _U16.pack_into(out, _CHECKSUM_OFFSET, internet_checksum(out))
+        octets = bytes(out)
         packet = _make_packet(
             p.type,
             p.afn,
