@@ -17,6 +17,7 @@ from enginekit import (
     SPOKE_LAN,
     SPOKE_NBMA,
     SPOKE_PROTO,
+    events,
     feed,
     hub_config,
     only_sent,
@@ -29,7 +30,8 @@ from enginekit import (
 )
 
 from dmvpn_runtime.nhrp.engine import Engine, Policy, PolicyRule, SendPacket
-from dmvpn_runtime.nhrp.wire import CieCode, ForwardTransitNhs, PacketType
+from dmvpn_runtime.nhrp.wire import CieCode, ForwardTransitNhs, Packet, PacketType
+from dmvpn_runtime.nhrp.wire.constants import PURGE_FLAG_NO_REPLY
 
 BEHIND_OTHER = ip_network("10.2.0.0/24")  # the other spoke's LAN, not registered
 TARGET = ip_address("10.2.0.7")
@@ -217,3 +219,100 @@ def test_a_roaming_client_is_purged_at_its_resolvers_with_its_routed_prefixes() 
         (OTHER_PROTO, 32),
         (BEHIND_OTHER.network_address, 24),
     }
+
+
+# -- a route that moves or goes is purged where it was resolved -----------------------------
+# A dual-homed site: its LAN is routed via one spoke, then (failover by routing) another.
+THIRD_PROTO = ip_address("172.16.0.13")
+THIRD_NBMA = ip_address("203.0.113.13")
+DUAL_HOMED = (*BARE, (THIRD_PROTO, THIRD_NBMA, ()))
+
+
+def hub_with_a_resolved_route() -> Engine:
+    """The requester (SPOKE) resolved TARGET through the route via OTHER."""
+    hub = registered_hub(*DUAL_HOMED)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    dst, _fwd = only_sent(feed(hub, 2.0, SPOKE_NBMA, resolution_request(TARGET)))
+    assert dst == OTHER_NBMA
+    return hub
+
+
+def route_purges(actions: list) -> list[tuple]:
+    """(NBMA, packet) of each Purge Request sent."""
+    return [(d, p) for d, p in sent(actions) if p.type == PacketType.PURGE_REQUEST]
+
+
+@pytest.mark.parametrize(
+    ("added", "removed"),
+    [([(BEHIND_OTHER, THIRD_PROTO)], []), ([], [BEHIND_OTHER])],
+    ids=["moved", "withdrawn"],
+)
+def test_a_route_that_moves_or_goes_is_purged_where_it_was_resolved(added, removed) -> None:
+    hub = hub_with_a_resolved_route()
+    actions = hub.routes_changed(3.0, added, removed)
+    ((dst, purge),) = route_purges(actions)
+    assert dst == SPOKE_NBMA
+    assert (purge.src_proto, purge.dst_proto) == (HUB_PROTO, SPOKE_PROTO)
+    assert not purge.flags & PURGE_FLAG_NO_REPLY  # acknowledged, retransmitted until then
+    # The prefix only: OTHER's own binding still holds.
+    assert [(c.client_proto, c.prefix_length, c.client_nbma) for c in purge.cies] == [
+        (BEHIND_OTHER.network_address, 24, OTHER_NBMA)
+    ]
+    (event,) = events(actions, "purge")
+    assert event.fields["reason"] == "route_changed" and event.fields["to"] == SPOKE_NBMA
+    assert event.fields["prefixes"] == ["10.2.0.0/24"]
+    assert hub.stats()["counters"]["purge_route_changed"] == 1
+    # The spoke's Purge Reply settles it: nothing is retransmitted.
+    reply = Packet(
+        PacketType.PURGE_REPLY,
+        src_nbma=SPOKE_NBMA,
+        src_proto=SPOKE_PROTO,
+        dst_proto=HUB_PROTO,
+        request_id=purge.request_id,
+        cies=purge.cies,
+    )
+    feed(hub, 3.1, SPOKE_NBMA, reply)
+    assert not sent(hub.timer_fired(10.0))
+
+
+def test_after_the_move_the_next_resolution_goes_to_the_new_next_hop() -> None:
+    hub = hub_with_a_resolved_route()
+    hub.routes_changed(3.0, [(BEHIND_OTHER, THIRD_PROTO)], [])
+    dst, fwd = only_sent(feed(hub, 4.0, SPOKE_NBMA, resolution_request(TARGET, request_id=9)))
+    assert dst == THIRD_NBMA and fwd.type == PacketType.RESOLUTION_REQUEST
+
+
+def test_a_route_nobody_resolved_through_moves_without_a_purge() -> None:
+    hub = registered_hub(*DUAL_HOMED)
+    hub.routes_changed(1.0, [(BEHIND_OTHER, OTHER_PROTO)], [])
+    assert not sent(hub.routes_changed(2.0, [(BEHIND_OTHER, THIRD_PROTO)], []))
+    assert not sent(hub.routes_changed(3.0, [], [BEHIND_OTHER]))
+    assert "purge_route_changed" not in hub.stats()["counters"]
+
+
+def test_a_resolver_of_the_old_next_hop_is_purged_even_for_a_prefix_it_did_not_ask_for() -> None:
+    # Resolvers are not recorded with what they resolved: every resolver of the client is
+    # told, in one purge naming each prefix that moved away from it.
+    hub = hub_with_a_resolved_route()
+    other_lan = ip_network("10.5.0.0/16")
+    hub.routes_changed(2.5, [(other_lan, OTHER_PROTO)], [])
+    actions = hub.routes_changed(3.0, [(BEHIND_OTHER, THIRD_PROTO)], [other_lan])
+    ((dst, purge),) = route_purges(actions)
+    assert dst == SPOKE_NBMA
+    assert sorted((c.client_proto, c.prefix_length) for c in purge.cies) == [
+        (BEHIND_OTHER.network_address, 24),
+        (other_lan.network_address, 16),
+    ]
+
+
+def test_a_route_that_moves_back_within_one_change_is_not_purged() -> None:
+    hub = hub_with_a_resolved_route()
+    there_and_back = [(BEHIND_OTHER, THIRD_PROTO), (BEHIND_OTHER, OTHER_PROTO)]
+    assert not sent(hub.routes_changed(3.0, there_and_back, []))
+    # Withdrawn and added again via another next hop in one change: one purge, one CIE.
+    ((_dst, purge),) = route_purges(
+        hub.routes_changed(4.0, [(BEHIND_OTHER, THIRD_PROTO)], [BEHIND_OTHER])
+    )
+    assert [(c.client_proto, c.prefix_length) for c in purge.cies] == [
+        (BEHIND_OTHER.network_address, 24)
+    ]

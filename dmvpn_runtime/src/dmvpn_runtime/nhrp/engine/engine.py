@@ -271,10 +271,18 @@ class Engine:
         covers to the registered client that is the next hop of the longest route
         holding it (RFC 2332 §5.2.1, the routed path), as Cisco and FRR hubs do for
         spokes that register only their own address; its policy counts the prefixes
-        routed through a client as the client's. Kept while stopped: the routes are the
+        routed through a client as the client's. When a route moves to another next hop
+        or goes, the NHS sends a Purge Request for its prefix to every node that resolved
+        through the earlier next hop, which may hold a shortcut via it (a route that ends
+        where it started changes nothing). Kept while stopped: the routes are the
         kernel's. Raises TypeError, changing nothing, for a malformed route."""
-        self._core.routes.update(added, removed)
-        return self._flush() if self._core.running else []
+        core = self._core
+        moved = core.routes.update(added, removed)
+        if not core.running:
+            return []
+        if moved and core.config.is_nhs:
+            core.purger.purge_routes(moved, now)
+        return self._flush()
 
     def name_resolved(self, now: float, name: str, addresses: Iterable[Address]) -> list[Action]:
         """Answer to ``ResolveName(name)``; an empty list means it did not resolve."""

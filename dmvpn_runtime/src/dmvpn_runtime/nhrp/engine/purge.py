@@ -5,6 +5,10 @@ Sent:
   with N clear). Cisco rule: the purge names the registration by *its request id*;
 - by an NHS to every node that resolved a client through it, when that client's binding
   moves or is purged (N clear, retransmitted until a Purge Reply);
+- by an NHS to every node that resolved through a client, when a route via that client
+  moves to another next hop or goes: the CIEs name the routed prefixes only (the
+  client's own binding still holds), so a dual-homed site that fails over by routing is
+  not sent to the old spoke until its shortcuts expire (N clear, as above);
 - by an egress node, on stop or roaming, to the peers that learned its binding (N set).
 
 Received:
@@ -17,12 +21,13 @@ Received:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire import Address, Cie, Packet, PacketType
 from ..wire.constants import PURGE_FLAG_NO_REPLY, UNIQUE_PREFIX_LENGTH
 from .actions import EventKind, MappingType
 from .cache import CacheEntry, network
-from .core import PROTOCOL_OF_VERSION, Core
+from .core import PROTOCOL_OF_VERSION, Core, Network
 from .stats import Drop
 from .timers import DEFAULT_HOP_COUNT, PURGE_ATTEMPTS, PURGE_RETRY_FIRST
 
@@ -52,7 +57,9 @@ class Purger:
         now: float,
         request_id: int = 0,
         no_reply: bool = False,
+        **details: Any,
     ) -> None:
+        """``details``: more fields for the ``purge`` event (why it is sent)."""
         core = self.core
         rid = request_id or core.next_request_id()
         pkt = Packet(
@@ -76,6 +83,7 @@ class Purger:
             request_id=rid,
             no_reply=no_reply,
             prefixes=[f"{c.client_proto}/{c.prefix_length}" for c in cies],
+            **details,
         )
         if not no_reply:
             self.pending[rid] = PendingPurge(nbma, data, 1, PURGE_RETRY_FIRST)
@@ -95,6 +103,30 @@ class Purger:
             own = core.own.get(PROTOCOL_OF_VERSION[proto.version])
             if own is not None:
                 self.send(nbma, own, proto, cies, now)
+
+    def purge_routes(self, moved: dict[Network, Address], now: float) -> None:
+        """NHS: routes that went or changed next hop (``moved``: prefix -> its earlier next
+        hop). A node that resolved through the earlier next hop's client may hold a
+        shortcut via it for the prefix: each is sent one Purge Request for the prefixes of
+        its family. The resolvers are not recorded with what they resolved, hence all of
+        them; a purge of a prefix a node does not hold removes nothing there."""
+        core = self.core
+        by_resolver: dict[tuple[Address, Address], list[Cie]] = {}
+        for prefix, via in moved.items():
+            client = core.cache.get(via)
+            if client is None or not client.resolved_by:
+                continue
+            cie = _prefix_cie(prefix, client.claimed_nbma)
+            for proto, nbma in client.resolved_by.items():
+                if proto.version == prefix.version:
+                    by_resolver.setdefault((proto, nbma), []).append(cie)
+        # The next hairpin towards a moved prefix may redirect at once, to the new egress.
+        core.redirector.forget(tuple(moved))
+        for (proto, nbma), cies in by_resolver.items():
+            own = core.own.get(PROTOCOL_OF_VERSION[proto.version])
+            if own is not None:
+                self.send(nbma, own, proto, tuple(cies), now, reason="route_changed")
+                core.stats.counters["purge_route_changed"] += 1
 
     def purge_own_binding(self, peers: dict[Address, Address], now: float) -> None:
         """Egress: peers (overlay -> NBMA) that learned our binding should drop it."""
@@ -191,8 +223,11 @@ class Purger:
 def _cies_for(proto: Address, nbma: Address | None, prefixes: tuple) -> tuple[Cie, ...]:
     return (
         Cie(prefix_length=proto.max_prefixlen, client_nbma=nbma, client_proto=proto),
-        *(
-            Cie(prefix_length=p.prefixlen, client_nbma=nbma, client_proto=p.network_address)
-            for p in prefixes
-        ),
+        *(_prefix_cie(p, nbma) for p in prefixes),
+    )
+
+
+def _prefix_cie(prefix: Network, nbma: Address | None) -> Cie:
+    return Cie(
+        prefix_length=prefix.prefixlen, client_nbma=nbma, client_proto=prefix.network_address
     )
