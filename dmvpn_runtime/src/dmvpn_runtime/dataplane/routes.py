@@ -16,6 +16,11 @@ route moving to another device, several metrics for one prefix); reading only on
 notice that may concern it keeps a large table elsewhere (a full Internet table on the
 WAN) from costing anything. Our own shortcut routes (``base.ROUTE_PROTO``) are left out:
 they come from NHRP.
+
+A multipath route (ECMP, as a dual-homed site learned over BGP or OSPF) counts when one
+or more of its next hops go through the device; of those the watcher reports the lowest
+address, so the choice stays put while the set of next hops does (the engine purges a
+prefix's resolvers whenever its next hop changes).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .netlink import (
     SO_RCVBUFFORCE,
     SOCKET_BUFFER,
     RequestSocket,
+    _align,
     attribute,
     attributes,
     message,
@@ -58,6 +64,8 @@ SOL_NETLINK = 270
 NETLINK_GET_STRICT_CHK = 12  # dump requests carry filters the kernel applies
 # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTMSG = struct.Struct("=BBBBBBBBI")
+# struct rtnexthop of an RTA_MULTIPATH: length, flags, hops, ifindex; then attributes
+RTNEXTHOP = struct.Struct("=HBBi")
 _U32 = struct.Struct("=I")
 _FAMILIES = {
     socket.AF_INET: (IPv4Address, IPv4Network, 4),
@@ -85,6 +93,9 @@ class RouteMessage:
     gateway: Address | None
     metric: int
     multipath: bool
+    # of a multipath route: (device index, gateway) of each next hop; the gateway is None
+    # without an RTA_GATEWAY of the route's family (none, or RTA_VIA of another family)
+    nexthops: tuple[tuple[int, Address | None], ...] = ()
 
 
 def route_messages(buf: bytes) -> Iterable[RouteMessage]:
@@ -99,7 +110,9 @@ def route_messages(buf: bytes) -> Iterable[RouteMessage]:
         if shape is None:
             continue
         address, network, size = shape
-        dst, gateway, oif, metric, multipath = bytes(size), None, 0, 0, False
+        dst, gateway, oif, metric = bytes(size), None, 0, 0
+        multipath = False
+        nexthops: tuple[tuple[int, Address | None], ...] = ()
         for attr, value in attributes(buf, start + RTMSG.size, end):
             if attr == RTA_DST and len(value) == size:
                 dst = value
@@ -112,14 +125,45 @@ def route_messages(buf: bytes) -> Iterable[RouteMessage]:
             elif attr == RTA_TABLE and len(value) == 4:
                 table = _U32.unpack(value)[0]
             elif attr == RTA_MULTIPATH:
-                multipath = True
+                multipath, nexthops = True, multipath_nexthops(value, address, size)
         try:
             prefix: Network | None = network((int.from_bytes(dst, "big"), dst_len))
         except ValueError:  # host bits set: not a route the kernel would hold
             prefix = None
         yield RouteMessage(
-            kind, prefix, table, protocol, rtype == RTN_UNICAST, oif, gateway, metric, multipath
+            kind,
+            prefix,
+            table,
+            protocol,
+            rtype == RTN_UNICAST,
+            oif,
+            gateway,
+            metric,
+            multipath,
+            nexthops,
         )
+
+
+def multipath_nexthops(
+    value: bytes, address: type[Address], size: int
+) -> tuple[tuple[int, Address | None], ...]:
+    """(device index, gateway) of each next hop in an RTA_MULTIPATH payload; the gateway
+    is None unless an RTA_GATEWAY of ``size`` octets names it. A malformed entry ends the
+    list (its length cannot be trusted to find the next); a malformed attribute inside
+    one is skipped."""
+    found: list[tuple[int, Address | None]] = []
+    pos = 0
+    while pos + RTNEXTHOP.size <= len(value):
+        length, _flags, _hops, ifindex = RTNEXTHOP.unpack_from(value, pos)
+        if length < RTNEXTHOP.size or pos + length > len(value):
+            break
+        gateway = None
+        for attr, payload in attributes(value, pos + RTNEXTHOP.size, pos + length):
+            if attr == RTA_GATEWAY and len(payload) == size:
+                gateway = address(payload)
+        found.append((ifindex, gateway))
+        pos += _align(length)
+    return tuple(found)
 
 
 def parse_routes(buf: bytes, ifindex: int, ignore_protocol: int) -> Iterable[Route]:
@@ -130,12 +174,22 @@ def parse_routes(buf: bytes, ifindex: int, ignore_protocol: int) -> Iterable[Rou
             m.kind == RTM_NEWROUTE
             and m.unicast
             and m.prefix is not None
-            and m.gateway is not None
             and m.table == RT_TABLE_MAIN
-            and m.oif == ifindex
             and m.protocol != ignore_protocol
         ):
-            yield Route(m.prefix, m.gateway, m.metric)
+            via = next_hop_through(m, ifindex)
+            if via is not None:
+                yield Route(m.prefix, via, m.metric)
+
+
+def next_hop_through(m: RouteMessage, ifindex: int) -> Address | None:
+    """The route's next hop out of ``ifindex``, None when it has none there. Of a
+    multipath route's next hops through the device, the lowest address: a choice that
+    holds while that set does, whatever order the kernel lists them in."""
+    if m.multipath:
+        through = [via for oif, via in m.nexthops if oif == ifindex and via is not None]
+        return min(through, default=None)
+    return m.gateway if m.oif == ifindex else None
 
 
 def route_dump_request(seq: int, ifindex: int | None = None) -> bytes:
@@ -212,9 +266,13 @@ class RouteWatcher:
 
     def _concerns_us(self, m: RouteMessage) -> bool:
         # A route of ours replaced by one through another device comes as a new route
-        # of that device only: a prefix we hold counts whatever the device.
+        # of that device only: a prefix we hold counts whatever the device. A multipath
+        # route counts when one of its next hops uses the device (ECMP elsewhere, two
+        # WAN uplinks carrying a full table, causes no read).
         return m.table == RT_TABLE_MAIN and (
-            m.oif == self._ifindex or m.multipath or m.prefix in self.routes
+            m.oif == self._ifindex
+            or any(oif == self._ifindex for oif, _via in m.nexthops)
+            or m.prefix in self.routes
         )
 
     def read(self) -> tuple[list[tuple[Network, Address]], list[Network]]:
