@@ -33,14 +33,14 @@ NLATTR = struct.Struct("=HH")
 _ERRNO = struct.Struct("=i")
 
 
-def _align(n: int) -> int:
+def align(n: int) -> int:
     return (n + 3) & ~3
 
 
 def attribute(kind: int, payload: bytes) -> bytes:
     """One netlink attribute, padded to 4 octets."""
     raw = NLATTR.pack(NLATTR.size + len(payload), kind) + payload
-    return raw + bytes(_align(len(raw)) - len(raw))
+    return raw + bytes(align(len(raw)) - len(raw))
 
 
 def attributes(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -51,7 +51,7 @@ def attributes(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[
         if length < NLATTR.size or pos + length > end:
             return
         yield kind & NLA_TYPE_MASK, bytes(buf[pos + NLATTR.size : pos + length])
-        pos += _align(length)
+        pos += align(length)
 
 
 def messages(buf: bytes) -> Iterator[tuple[int, int, int, int, int]]:
@@ -62,7 +62,7 @@ def messages(buf: bytes) -> Iterator[tuple[int, int, int, int, int]]:
         if length < NLMSGHDR.size or pos + length > len(buf):
             return
         yield kind, flags, seq, pos + NLMSGHDR.size, pos + length
-        pos += _align(length)
+        pos += align(length)
 
 
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:

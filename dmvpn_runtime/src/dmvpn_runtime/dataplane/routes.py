@@ -40,7 +40,7 @@ from .netlink import (
     SO_RCVBUFFORCE,
     SOCKET_BUFFER,
     RequestSocket,
-    _align,
+    align,
     attribute,
     attributes,
     message,
@@ -162,7 +162,7 @@ def multipath_nexthops(
             if attr == RTA_GATEWAY and len(payload) == size:
                 gateway = address(payload)
         found.append((ifindex, gateway))
-        pos += _align(length)
+        pos += align(length)
     return tuple(found)
 
 
