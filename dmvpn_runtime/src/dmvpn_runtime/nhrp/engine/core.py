@@ -113,6 +113,7 @@ class Core:
         "egress",
         "err_limiter",
         "generation",
+        "is_nhs",
         "mapped",
         "nbma",
         "nhc",
@@ -172,6 +173,7 @@ class Core:
         self.nbma = intern_address(config.nbma)
         self.afn = Afn.IPV4 if config.nbma.version == 4 else Afn.IPV6
         self.secret = config.auth_secret
+        self.is_nhs = config.is_nhs  # read per request: config's is a property (a call)
         self.auth_ext: CleartextAuthentication | None = auth.extension(config.auth_secret)
         self.own: dict[ProtocolType, Address] = {}
         self.tunnel: dict[ProtocolType, Network] = {}

@@ -319,7 +319,7 @@ class Resolver:
             core.drop(Drop.UNKNOWN_PEER, src, type="resolution_request")
             return
         ours = core.egress.lookup(target)  # (our prefix holding it, our answer's CIEs)
-        is_nhs = config.is_nhs
+        is_nhs = core.is_nhs
         if is_nhs:
             # A client holding the target more specifically than our own aggregate gets
             # it (a regional hub protecting 10.2.0.0/16 forwards for its spoke's
@@ -375,9 +375,13 @@ class Resolver:
         )
         if where is not None:
             core.nhs.record_resolver(entry, requester, where)
-        if core.config.resolution_mode is _FORWARD and entry.nbma is not src and entry.nbma != src:
-            assert entry.nbma is not None
-            self._forward(pkt, src, entry.nbma, now)
+        nbma = entry.nbma
+        assert nbma is not None
+        # The octets, not the addresses: they differ on every forward, and ipaddress's
+        # __ne__ is two Python calls where interned addresses keep their octets.
+        forward = core.config.resolution_mode is _FORWARD
+        if forward and nbma is not src and nbma.packed != src.packed:
+            self._forward(pkt, src, nbma, now)
         else:
             self._answer_from(pkt, src, entry, now, prefix_length, natx)
 
