@@ -29,6 +29,9 @@ _MASKS = {
     6: [((1 << 128) - 1) ^ ((1 << (128 - n)) - 1) for n in range(129)],
 }
 
+# Read per resolution an NHS serves: a module constant reads cheaper than an enum member.
+_REGISTERED = MappingType.REGISTERED
+
 #: Types the data plane is told about and that count as "using" an NBMA.
 INSTALLED_TYPES = frozenset(
     {MappingType.STATIC, MappingType.NHS, MappingType.REGISTERED, MappingType.CACHED}
@@ -271,7 +274,7 @@ class Cache:
     def covering_length(self, addr: Address) -> tuple[int, CacheEntry] | None:
         """That client and the length of its prefix that holds ``addr``."""
         entry = self.entries.get(addr)
-        if entry is not None and entry.type is MappingType.REGISTERED:
+        if entry is not None and entry.type is _REGISTERED:
             return addr.max_prefixlen, entry
         hit = self.prefixes.lookup(addr)
         return (hit[0].prefixlen, hit[1]) if hit else None
