@@ -13,7 +13,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from ..wire import Address, Packet
-from ..wire.model import slot_init
+from ..wire.model import slot_init, slot_maker
 
 Network = IPv4Network | IPv6Network
 
@@ -144,6 +144,13 @@ class Event:
     kind: EventKind
     fields: dict[str, Any] = field(default_factory=dict)
 
+
+# The actions the engine builds for every resolution, made from all their fields
+# positionally (model.slot_maker): about half what their __init__ costs.
+make_send_packet = slot_maker(SendPacket)
+make_add_mapping = slot_maker(AddMapping)
+make_arm_timer = slot_maker(ArmTimer)
+make_event = slot_maker(Event)
 
 Action = (
     SendPacket

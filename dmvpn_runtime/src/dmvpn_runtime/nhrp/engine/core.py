@@ -28,17 +28,19 @@ from ..wire import (
     encode,
     intern_address,
 )
+from ..wire.model import slot_maker
 from . import auth
 from .actions import (
     Action,
-    AddMapping,
-    Event,
     EventKind,
     IpsecDown,
     IpsecUp,
     MappingType,
     RemoveMapping,
     SendPacket,
+    make_add_mapping,
+    make_event,
+    make_send_packet,
 )
 from .cache import Cache, CacheEntry, PrefixTable, host
 from .config import EngineConfig
@@ -65,12 +67,17 @@ EMPTY_REQUEST_EXTENSIONS = (ResponderAddress(), ForwardTransitNhs(), ReverseTran
 EMPTY_NAT = NatAddress()
 
 
+# A reply or relayed packet, from all its fields positionally (model.slot_maker): about
+# half what Packet's __init__ costs.
+_make_packet = slot_maker(Packet)
+
+
 def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Packet:
     """``pkt`` one hop further: hop count less one, optionally new extensions.
 
-    Positional construction: ``dataclasses.replace`` costs four times as much and this
+    Built from every field (``dataclasses.replace`` costs several times as much): this
     runs for every request an NHS forwards."""
-    return Packet(
+    return _make_packet(
         pkt.type,
         pkt.afn,
         pkt.protocol_type,
@@ -113,6 +120,7 @@ class Core:
         "egress",
         "err_limiter",
         "generation",
+        "is_nhs",
         "mapped",
         "nbma",
         "nhc",
@@ -172,6 +180,7 @@ class Core:
         self.nbma = intern_address(config.nbma)
         self.afn = Afn.IPV4 if config.nbma.version == 4 else Afn.IPV6
         self.secret = config.auth_secret
+        self.is_nhs = config.is_nhs  # read per request: config's is a property (a call)
         self.auth_ext: CleartextAuthentication | None = auth.extension(config.auth_secret)
         self.own: dict[ProtocolType, Address] = {}
         self.tunnel: dict[ProtocolType, Network] = {}
@@ -192,12 +201,12 @@ class Core:
         # A set: membership hashes (kept by interned addresses) instead of calling
         # ipaddress's __eq__ for each of our addresses.
         self.own_addresses = frozenset(self.own.values())
-        # What we are the egress for: our overlay addresses and protected prefixes.
-        self.egress: PrefixTable[bool] = PrefixTable()
-        for iface in config.addresses:
-            self.egress.insert(ip_network(iface.ip), True)
-        for prefix in config.protected:
-            self.egress.insert(prefix, True)
+        # What we are the egress for, our overlay addresses and protected prefixes, each
+        # with the CIEs of our answer for it: made once, so that every reply carries the
+        # same objects and the encoder reuses the octets it kept with them.
+        self.egress: PrefixTable[tuple[Cie]] = PrefixTable()
+        for prefix in (*(ip_network(i.ip) for i in config.addresses), *config.protected):
+            self.egress.insert(prefix, (self.answer_cie(prefix),))
         self.own_side: dict[int, tuple[Network, ...]] = {
             v: tuple(ip_network(i.ip) for i in config.addresses if i.version == v)
             + tuple(p for p in config.protected if p.version == v)
@@ -214,6 +223,13 @@ class Core:
             limits.errors_per_s, limits.error_burst, limits.max_tracked_sources
         )
 
+    def answer_cie(self, prefix: Network) -> Cie:
+        """The CIE of our Resolution Reply as the egress for ``prefix``: our NBMA, and our
+        overlay address as the next hop."""
+        own = self.own[PROTOCOL_OF_VERSION[prefix.version]]
+        config = self.config
+        return Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, self.nbma, own)
+
     def next_request_id(self) -> int:
         rid = self._request_id
         self._request_id = (rid % 0xFFFFFFFF) + 1
@@ -224,7 +240,7 @@ class Core:
         """Send ``packet``; ``data``: its octets when already made (a :class:`Template`)."""
         if data is None:
             data = encode(packet)
-        self.out.append(SendPacket(nbma, data, packet))
+        self.out.append(make_send_packet(nbma, data, packet))
         self.stats.tx[packet.type] += 1
         return data
 
@@ -234,11 +250,11 @@ class Core:
         self.stats.tx[ptype] += 1
 
     def event(self, kind: EventKind, **fields: Any) -> None:
-        self.out.append(Event(kind, fields))
+        self.out.append(make_event(kind, fields))
 
     def drop(self, reason: Drop | str, src: Address | None = None, **fields: Any) -> None:
         self.stats.drops[reason] += 1
-        self.out.append(Event(EventKind.DROP, {"reason": str(reason), "src": src, **fields}))
+        self.out.append(make_event(EventKind.DROP, {"reason": str(reason), "src": src, **fields}))
 
     def extensions(self, *exts: Extension | None) -> tuple[Extension, ...]:
         """Our extension list: the given ones, authentication, End."""
@@ -302,7 +318,7 @@ class Core:
         """The reply to ``request``: its afn, protocol type, source and destination
         addresses (or ``dst_proto``) and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a
         fresh hop count, and its extensions echoed (:meth:`echo_extensions`)."""
-        return Packet(
+        return _make_packet(
             ptype,
             request.afn,
             request.protocol_type,
@@ -313,7 +329,12 @@ class Core:
             flags,
             request.request_id,
             cies,
-            extensions=self.echo_extensions(request, responder, natx),
+            0,  # error_code, error_offset, traffic_code, payload, reserved: none in a reply
+            0,
+            0,
+            b"",
+            0,
+            self.echo_extensions(request, responder, natx),
         )
 
     # -- mappings ------------------------------------------------------------------------
@@ -327,7 +348,7 @@ class Core:
         if not users and entry.type is not _REGISTERED:
             self.out.append(IpsecUp(nbma))  # the client of a registration brought its own
         users.add(entry.proto)
-        self.out.append(AddMapping(entry.proto, nbma, entry.type))
+        self.out.append(make_add_mapping(entry.proto, nbma, entry.type))
         entry.installed = True
 
     def uninstall(self, entry: CacheEntry, remove: bool = True) -> None:

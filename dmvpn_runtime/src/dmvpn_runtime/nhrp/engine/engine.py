@@ -19,11 +19,11 @@ from .actions import (
     WAKE,
     Action,
     AddRoute,
-    ArmTimer,
     CancelTimer,
     EventKind,
     MappingType,
     RemoveRoute,
+    make_arm_timer,
 )
 from .auth import AllowAll, Authoriser
 from .cache import INSTALLED_TYPES, CacheEntry
@@ -483,7 +483,7 @@ class Engine:
             if deadline is None:
                 out.append(CancelTimer(WAKE))
             else:
-                out.append(ArmTimer(WAKE, deadline))
+                out.append(make_arm_timer(WAKE, deadline))
             self._armed = deadline
         return out
 

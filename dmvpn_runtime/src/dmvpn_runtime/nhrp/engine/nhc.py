@@ -22,6 +22,7 @@ with that registration's request id (Cisco rule) and try again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -102,20 +103,20 @@ class NhsState:
 
 
 class Registrar:
-    __slots__ = ("_nhs_nbmas", "active", "core", "nhss")
+    __slots__ = ("_nhs_nbmas", "active", "active_for", "core", "nhss")
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.nhss: list[NhsState] = []
         self._nhs_nbmas: dict[Address, int] = {}
         self.active: dict[int, NhsState | None] = {4: None, 6: None}
+        # The active NHS of an address family: the dict's own method, bound once (every
+        # Resolution Request we send asks for it; a forwarding method costs a call).
+        self.active_for: Callable[[int], NhsState | None] = self.active.get
 
     # -- queries -----------------------------------------------------------------------
     def is_nhs_nbma(self, nbma: Address) -> bool:
         return nbma in self._nhs_nbmas
-
-    def active_for(self, version: int) -> NhsState | None:
-        return self.active.get(version)
 
     def by_nbma(self, nbma: Address) -> list[NhsState]:
         return [st for st in self.nhss if st.nbma == nbma and not st.removed]

@@ -50,7 +50,14 @@ from . import auth, error_indication, nat
 from .actions import EventKind, MappingType
 from .cache import CacheEntry, contains, host, network
 from .config import ResolutionMode
-from .core import EMPTY_NAT, EMPTY_REQUEST_EXTENSIONS, PROTOCOL_OF_VERSION, Core, relayed
+from .core import (
+    EMPTY_NAT,
+    EMPTY_REQUEST_EXTENSIONS,
+    PROTOCOL_OF_VERSION,
+    Core,
+    Network,
+    relayed,
+)
 from .shortcut import mapping_only_prefix
 from .stats import Drop
 from .timers import (
@@ -84,7 +91,7 @@ class Pending:
 
 
 class Resolver:
-    __slots__ = ("_relayed_memo", "_templates", "by_id", "by_target", "core")
+    __slots__ = ("_relayed_memo", "_templates", "_transit_memo", "by_id", "by_target", "core")
 
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -92,6 +99,7 @@ class Resolver:
         self.by_id: dict[int, Pending] = {}
         self._templates: dict = {}
         self._relayed_memo: tuple = ()  # _relayed_extensions' last answer
+        self._transit_memo: tuple = ()  # _first_hop_and_nat's last answer
 
     # -- ingress -------------------------------------------------------------------------
     def resolve(
@@ -311,23 +319,23 @@ class Resolver:
         if not core.known(src, protected):
             core.drop(Drop.UNKNOWN_PEER, src, type="resolution_request")
             return
-        covering = core.covering_protected(target)
-        is_nhs = config.is_nhs
+        ours = core.egress.lookup(target)  # (our prefix holding it, our answer's CIEs)
+        is_nhs = core.is_nhs
         if is_nhs:
             # A client holding the target more specifically than our own aggregate gets
             # it (a regional hub protecting 10.2.0.0/16 forwards for its spoke's
             # 10.2.1.0/24), by registration or by a route through it (RFC 2332 §5.2.1,
             # the routed path: Cisco and FRR spokes register no prefixes).
             held = core.holder(target, now)
-            if held is not None and (covering is None or held[0] > covering.prefixlen):
+            if held is not None and (ours is None or held[0] > ours[0].prefixlen):
                 length, client, routed = held
                 if routed:
                     core.stats.counters["resolution_by_route"] += 1
                 self._serve(pkt, src, client, now, length)
                 return
-        if covering is not None:
+        if ours is not None:
             if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
-                self._answer_as_egress(pkt, src, covering, now)
+                self._answer_as_egress(pkt, src, ours[0], ours[1], now)
             return
         if is_nhs:
             st = core.nhc.active_for(target.version) if config.is_nhc else None
@@ -360,7 +368,7 @@ class Resolver:
             )
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop, natx = _first_hop_and_nat(pkt)
+        first_hop, natx = self._first_hop_and_nat(pkt)
         where = (
             src
             if first_hop
@@ -368,9 +376,13 @@ class Resolver:
         )
         if where is not None:
             core.nhs.record_resolver(entry, requester, where)
-        if core.config.resolution_mode is _FORWARD and entry.nbma is not src and entry.nbma != src:
-            assert entry.nbma is not None
-            self._forward(pkt, src, entry.nbma, now)
+        nbma = entry.nbma
+        assert nbma is not None
+        # The octets, not the addresses: they differ on every forward, and ipaddress's
+        # __ne__ is two Python calls where interned addresses keep their octets.
+        forward = core.config.resolution_mode is _FORWARD
+        if forward and nbma is not src and nbma.packed != src.packed:
+            self._forward(pkt, src, nbma, now)
         else:
             self._answer_from(pkt, src, entry, now, prefix_length, natx)
 
@@ -511,7 +523,11 @@ class Resolver:
         core.send(nbma, relayed(pkt, tuple(exts)))
         core.stats.counters["resolution_reply_forwarded"] += 1
 
-    def _answer_as_egress(self, pkt: Packet, src: Address, covering, now: float) -> None:
+    def _answer_as_egress(
+        self, pkt: Packet, src: Address, covering: Network, cies: tuple[Cie], now: float
+    ) -> None:
+        """Answer for ``covering``, our prefix holding the target, with ``cies`` (ours
+        for it) unless policy narrows it."""
         core = self.core
         config = core.config
         target, requester = pkt.dst_proto, pkt.src_proto
@@ -530,7 +546,7 @@ class Resolver:
             core.event(EventKind.POLICY_DENY, role="egress", requester=requester, target=target)
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop, natx = _first_hop_and_nat(pkt)
+        first_hop, natx = self._first_hop_and_nat(pkt)
         post = None
         if first_hop:
             where = src  # came straight from the requester (a refresh on the shortcut)
@@ -541,14 +557,14 @@ class Resolver:
         if requester not in core.own_addresses:
             holding = (pkt.cies[0].holding_time if pkt.cies else 0) or config.holdtime
             core.shortcuts.learn(requester, where, pkt.src_nbma, holding, now)
+        if prefix is not covering:
+            cies = (core.answer_cie(prefix),)
         pt = pkt.protocol_type
-        own = core.own[pt]
-        cie = Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, core.nbma, own)
         if natx is not None and config.nat and core.post_nat is not None:
-            natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
+            natx = NatAddress((*natx.cies, nat.cie(core.post_nat, core.own[pt])), natx.compulsory)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
         responder = core.responder_ext[pt]
-        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, (cie,), responder, natx)
+        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, cies, responder, natx)
         # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
         # unless it is behind a NAT, which may filter a stranger's packets, or the packet
         # would leave unprotected where IPsec is required: then back the way the request
@@ -609,16 +625,24 @@ class Resolver:
         core.send(src, reply)
         core.stats.counters[f"resolution_nak_{int(code)}"] += 1
 
+    def _first_hop_and_nat(self, pkt: Packet) -> tuple[bool, NatAddress | None]:
+        """Whether no NHS forwarded this request yet (its Forward Transit record is empty
+        or absent), and its NAT extension: one pass over the extensions for both.
 
-def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
-    """Whether no NHS forwarded this request yet (its Forward Transit record is empty or
-    absent), and its NAT extension: one pass over the extensions for both."""
-    transit = natx = None
-    for ext in pkt.extensions:
-        cls = type(ext)
-        if cls is ForwardTransitNhs:
-            if transit is None:
-                transit = ext
-        elif cls is NatAddress and natx is None:
-            natx = ext
-    return transit is None or not transit.cies, natx
+        The codec hands out one tuple for the same extension octets, and requests that
+        came the same way carry the same ones: the last answer is kept."""
+        exts = pkt.extensions
+        memo = self._transit_memo
+        if memo and memo[0] is exts:
+            return memo[1]
+        transit = natx = None
+        for ext in exts:
+            cls = type(ext)
+            if cls is ForwardTransitNhs:
+                if transit is None:
+                    transit = ext
+            elif cls is NatAddress and natx is None:
+                natx = ext
+        found = (transit is None or not transit.cies, natx)
+        self._transit_memo = (exts, found)
+        return found
