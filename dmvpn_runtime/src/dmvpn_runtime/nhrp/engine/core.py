@@ -201,12 +201,12 @@ class Core:
         # A set: membership hashes (kept by interned addresses) instead of calling
         # ipaddress's __eq__ for each of our addresses.
         self.own_addresses = frozenset(self.own.values())
-        # What we are the egress for, our overlay addresses and protected prefixes, each
-        # with the CIEs of our answer for it: made once, so that every reply carries the
-        # same objects and the encoder reuses the octets it kept with them.
-        self.egress: PrefixTable[tuple[Cie]] = PrefixTable()
-        for prefix in (*(ip_network(i.ip) for i in config.addresses), *config.protected):
-            self.egress.insert(prefix, (self.answer_cie(prefix),))
+        # What we are the egress for: our overlay addresses and protected prefixes.
+        self.egress: PrefixTable[bool] = PrefixTable()
+        for iface in config.addresses:
+            self.egress.insert(ip_network(iface.ip), True)
+        for prefix in config.protected:
+            self.egress.insert(prefix, True)
         self.own_side: dict[int, tuple[Network, ...]] = {
             v: tuple(ip_network(i.ip) for i in config.addresses if i.version == v)
             + tuple(p for p in config.protected if p.version == v)
@@ -222,13 +222,6 @@ class Core:
         self.err_limiter = RateLimiter(
             limits.errors_per_s, limits.error_burst, limits.max_tracked_sources
         )
-
-    def answer_cie(self, prefix: Network) -> Cie:
-        """The CIE of our Resolution Reply as the egress for ``prefix``: our NBMA, and our
-        overlay address as the next hop."""
-        own = self.own[PROTOCOL_OF_VERSION[prefix.version]]
-        config = self.config
-        return Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, self.nbma, own)
 
     def next_request_id(self) -> int:
         rid = self._request_id

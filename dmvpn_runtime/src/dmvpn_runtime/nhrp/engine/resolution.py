@@ -50,14 +50,7 @@ from . import auth, error_indication, nat
 from .actions import EventKind, MappingType
 from .cache import CacheEntry, contains, host, network
 from .config import ResolutionMode
-from .core import (
-    EMPTY_NAT,
-    EMPTY_REQUEST_EXTENSIONS,
-    PROTOCOL_OF_VERSION,
-    Core,
-    Network,
-    relayed,
-)
+from .core import EMPTY_NAT, EMPTY_REQUEST_EXTENSIONS, PROTOCOL_OF_VERSION, Core, relayed
 from .shortcut import mapping_only_prefix
 from .stats import Drop
 from .timers import (
@@ -319,7 +312,7 @@ class Resolver:
         if not core.known(src, protected):
             core.drop(Drop.UNKNOWN_PEER, src, type="resolution_request")
             return
-        ours = core.egress.lookup(target)  # (our prefix holding it, our answer's CIEs)
+        covering = core.covering_protected(target)
         is_nhs = core.is_nhs
         if is_nhs:
             # A client holding the target more specifically than our own aggregate gets
@@ -327,15 +320,15 @@ class Resolver:
             # 10.2.1.0/24), by registration or by a route through it (RFC 2332 §5.2.1,
             # the routed path: Cisco and FRR spokes register no prefixes).
             held = core.holder(target, now)
-            if held is not None and (ours is None or held[0] > ours[0].prefixlen):
+            if held is not None and (covering is None or held[0] > covering.prefixlen):
                 length, client, routed = held
                 if routed:
                     core.stats.counters["resolution_by_route"] += 1
                 self._serve(pkt, src, client, now, length)
                 return
-        if ours is not None:
+        if covering is not None:
             if not error_indication.refuse_unknown_compulsory(core, pkt, src, now):
-                self._answer_as_egress(pkt, src, ours[0], ours[1], now)
+                self._answer_as_egress(pkt, src, covering, now)
             return
         if is_nhs:
             st = core.nhc.active_for(target.version) if config.is_nhc else None
@@ -523,11 +516,7 @@ class Resolver:
         core.send(nbma, relayed(pkt, tuple(exts)))
         core.stats.counters["resolution_reply_forwarded"] += 1
 
-    def _answer_as_egress(
-        self, pkt: Packet, src: Address, covering: Network, cies: tuple[Cie], now: float
-    ) -> None:
-        """Answer for ``covering``, our prefix holding the target, with ``cies`` (ours
-        for it) unless policy narrows it."""
+    def _answer_as_egress(self, pkt: Packet, src: Address, covering, now: float) -> None:
         core = self.core
         config = core.config
         target, requester = pkt.dst_proto, pkt.src_proto
@@ -557,14 +546,14 @@ class Resolver:
         if requester not in core.own_addresses:
             holding = (pkt.cies[0].holding_time if pkt.cies else 0) or config.holdtime
             core.shortcuts.learn(requester, where, pkt.src_nbma, holding, now)
-        if prefix is not covering:
-            cies = (core.answer_cie(prefix),)
         pt = pkt.protocol_type
+        own = core.own[pt]
+        cie = Cie(0, prefix.prefixlen, config.mtu, config.holdtime, 0, core.nbma, own)
         if natx is not None and config.nat and core.post_nat is not None:
-            natx = NatAddress((*natx.cies, nat.cie(core.post_nat, core.own[pt])), natx.compulsory)
+            natx = NatAddress((*natx.cies, nat.cie(core.post_nat, own)), natx.compulsory)
         flags = pkt.flags | RES_FLAG_AUTHORITATIVE | (FLAG_NAT_CAPABLE if config.nat else 0)
         responder = core.responder_ext[pt]
-        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, cies, responder, natx)
+        reply = core.reply(pkt, _RESOLUTION_REPLY, flags, (cie,), responder, natx)
         # Straight to the requester (as Cisco and FRR do: one packet fewer through the hub),
         # unless it is behind a NAT, which may filter a stranger's packets, or the packet
         # would leave unprotected where IPsec is required: then back the way the request
