@@ -84,7 +84,7 @@ class Pending:
 
 
 class Resolver:
-    __slots__ = ("_relayed_memo", "_templates", "_transit_memo", "by_id", "by_target", "core")
+    __slots__ = ("_relayed_memo", "_templates", "by_id", "by_target", "core")
 
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -92,7 +92,6 @@ class Resolver:
         self.by_id: dict[int, Pending] = {}
         self._templates: dict = {}
         self._relayed_memo: tuple = ()  # _relayed_extensions' last answer
-        self._transit_memo: tuple = ()  # _first_hop_and_nat's last answer
 
     # -- ingress -------------------------------------------------------------------------
     def resolve(
@@ -361,7 +360,7 @@ class Resolver:
             )
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop, natx = self._first_hop_and_nat(pkt)
+        first_hop, natx = _first_hop_and_nat(pkt)
         where = (
             src
             if first_hop
@@ -535,7 +534,7 @@ class Resolver:
             core.event(EventKind.POLICY_DENY, role="egress", requester=requester, target=target)
             self._nak(pkt, src, CieCode.ADMINISTRATIVELY_PROHIBITED, now)
             return
-        first_hop, natx = self._first_hop_and_nat(pkt)
+        first_hop, natx = _first_hop_and_nat(pkt)
         post = None
         if first_hop:
             where = src  # came straight from the requester (a refresh on the shortcut)
@@ -614,24 +613,16 @@ class Resolver:
         core.send(src, reply)
         core.stats.counters[f"resolution_nak_{int(code)}"] += 1
 
-    def _first_hop_and_nat(self, pkt: Packet) -> tuple[bool, NatAddress | None]:
-        """Whether no NHS forwarded this request yet (its Forward Transit record is empty
-        or absent), and its NAT extension: one pass over the extensions for both.
 
-        The codec hands out one tuple for the same extension octets, and requests that
-        came the same way carry the same ones: the last answer is kept."""
-        exts = pkt.extensions
-        memo = self._transit_memo
-        if memo and memo[0] is exts:
-            return memo[1]
-        transit = natx = None
-        for ext in exts:
-            cls = type(ext)
-            if cls is ForwardTransitNhs:
-                if transit is None:
-                    transit = ext
-            elif cls is NatAddress and natx is None:
-                natx = ext
-        found = (transit is None or not transit.cies, natx)
-        self._transit_memo = (exts, found)
-        return found
+def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
+    """Whether no NHS forwarded this request yet (its Forward Transit record is empty or
+    absent), and its NAT extension: one pass over the extensions for both."""
+    transit = natx = None
+    for ext in pkt.extensions:
+        cls = type(ext)
+        if cls is ForwardTransitNhs:
+            if transit is None:
+                transit = ext
+        elif cls is NatAddress and natx is None:
+            natx = ext
+    return transit is None or not transit.cies, natx
