@@ -28,7 +28,7 @@ from ..wire import (
     encode,
     intern_address,
 )
-from ..wire.model import slot_maker
+from ..wire.model import make_packet
 from . import auth
 from .actions import (
     Action,
@@ -67,17 +67,12 @@ EMPTY_REQUEST_EXTENSIONS = (ResponderAddress(), ForwardTransitNhs(), ReverseTran
 EMPTY_NAT = NatAddress()
 
 
-# A reply or relayed packet, from all its fields positionally (model.slot_maker): about
-# half what Packet's __init__ costs.
-_make_packet = slot_maker(Packet)
-
-
 def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Packet:
     """``pkt`` one hop further: hop count less one, optionally new extensions.
 
     Built from every field (``dataclasses.replace`` costs several times as much): this
     runs for every request an NHS forwards."""
-    return _make_packet(
+    return make_packet(
         pkt.type,
         pkt.afn,
         pkt.protocol_type,
@@ -311,7 +306,7 @@ class Core:
         """The reply to ``request``: its afn, protocol type, source and destination
         addresses (or ``dst_proto``) and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a
         fresh hop count, and its extensions echoed (:meth:`echo_extensions`)."""
-        return _make_packet(
+        return make_packet(
             ptype,
             request.afn,
             request.protocol_type,

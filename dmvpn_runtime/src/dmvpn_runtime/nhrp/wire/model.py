@@ -337,6 +337,12 @@ class Packet:
         return None
 
 
+# A packet from all its fields, ``init=False`` ones included, positionally (slot_maker):
+# what the decoder builds, and what a node builds for each reply it sends or request it
+# relays.
+make_packet = slot_maker(Packet)
+
+
 def with_end(extensions: tuple[Extension, ...] | list[Extension]) -> tuple[Extension, ...]:
     """The extension list terminated by End (compulsory bit set, as FRR sends it)."""
     exts = tuple(ext for ext in extensions if not isinstance(ext, End))
