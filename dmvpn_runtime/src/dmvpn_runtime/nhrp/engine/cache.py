@@ -225,9 +225,7 @@ class Cache:
 
     def add(self, entry: CacheEntry) -> None:
         self.entries[entry.proto] = entry
-        source = entry.source
-        if source is not None:  # as _count, a call less: an entry is added per resolution
-            self.by_source[source] = self.by_source.get(source, 0) + 1 + len(entry.prefixes)
+        self._count(entry, 1 + len(entry.prefixes))
 
     def pop(self, proto: Address) -> CacheEntry | None:
         entry = self.entries.pop(proto, None)

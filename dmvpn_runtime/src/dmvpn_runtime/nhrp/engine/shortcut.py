@@ -185,7 +185,7 @@ class Shortcuts:
             return entry
         limits = core.config.limits
         if (
-            cache.by_source.get(source, 0) >= limits.cache_entries_per_source
+            cache.from_source(source) >= limits.cache_entries_per_source
             or len(cache.entries) >= limits.max_cache_entries
         ):
             core.stats.counters["cache_cap_reached"] += 1
