@@ -438,8 +438,9 @@ class Engine:
         views = []
         for prefix, via in core.routes.items():
             client = core.cache.get(via)
-            registered = client is not None and client.type is MappingType.REGISTERED
-            views.append(RouteView(prefix, via, client.nbma if registered else None))
+            if client is not None and client.type is not MappingType.REGISTERED:
+                client = None  # the NBMA shown is a registered client's only
+            views.append(RouteView(prefix, via, client.nbma if client is not None else None))
         return sorted(views, key=lambda v: (v.prefix.version, v.prefix))
 
     def peers(self) -> list[PeerView]:
@@ -559,13 +560,13 @@ class Engine:
                 core.cache.pop(entry.proto)
                 core.uninstall(entry)
         for proto, nbma in wanted.items():
-            entry = core.cache.get(proto)
-            if entry is not None and entry.type is MappingType.STATIC:
+            held = core.cache.get(proto)
+            if held is not None and held.type is MappingType.STATIC:
                 continue
-            if entry is not None:
-                if entry.type in INSTALLED_TYPES and entry.type is not MappingType.CACHED:
+            if held is not None:
+                if held.type in INSTALLED_TYPES and held.type is not MappingType.CACHED:
                     continue  # an NHS or a registration holds it
-                core.shortcuts.forget_entry(entry, "static")
+                core.shortcuts.forget_entry(held, "static")
             static = CacheEntry(
                 proto, MappingType.STATIC, nbma, nbma, prefix_length=proto.max_prefixlen
             )

@@ -70,7 +70,9 @@ class RouteTable:
         }
 
     def _unlink(self, prefix: Network, via: Address | None) -> None:
-        prefixes = self._through.get(via) if via is not None else None
+        if via is None:
+            return
+        prefixes = self._through.get(via)
         if prefixes is not None:
             prefixes.discard(prefix)
             if not prefixes:
