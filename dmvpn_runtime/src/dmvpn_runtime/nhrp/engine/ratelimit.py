@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 class RateLimiter:
@@ -45,7 +48,7 @@ class RateLimiter:
         return len(self._buckets)
 
 
-class Interval:
+class Interval(Generic[K]):
     """At most one event per key per ``interval`` seconds (redirects per src/dst pair)."""
 
     __slots__ = ("_last", "interval", "max_keys")
@@ -53,13 +56,13 @@ class Interval:
     def __init__(self, interval: float, max_keys: int = 65536) -> None:
         self.interval = interval
         self.max_keys = max_keys
-        self._last: dict[Hashable, float] = {}
+        self._last: dict[K, float] = {}
 
-    def forget(self, match: Callable[[Hashable], bool]) -> None:
+    def forget(self, match: Callable[[K], bool]) -> None:
         for key in [k for k in self._last if match(k)]:
             del self._last[key]
 
-    def allow(self, key: Hashable, now: float) -> bool:
+    def allow(self, key: K, now: float) -> bool:
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             return False

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ...ippacket import inner_addresses
 from ..wire import Address, Packet, PacketType, TrafficCode
 from .actions import EventKind
-from .cache import host, network
+from .cache import Network, host, network
 from .core import PROTOCOL_OF_VERSION, Core
 from .ratelimit import Interval
 from .stats import Drop
@@ -30,7 +30,8 @@ class Redirector:
 
     def __init__(self, core: Core) -> None:
         self.core = core
-        self.limiter = Interval(core.config.redirect_interval)
+        # per (source, destination) pair of prefixes
+        self.limiter: Interval[tuple[Network, Network]] = Interval(core.config.redirect_interval)
 
     def reconfigure(self) -> None:
         self.limiter.interval = self.core.config.redirect_interval
@@ -97,7 +98,7 @@ class Redirector:
         core.send(in_nbma, ti)
         core.event(EventKind.REDIRECT, to=in_nbma, src=inner_src, dst=inner_dst)
 
-    def forget(self, prefixes: tuple) -> None:
+    def forget(self, prefixes: tuple[Network, ...]) -> None:
         """A binding moved or went: the next hairpin towards it may redirect at once."""
         self.limiter.forget(lambda key: any(key[1].overlaps(p) for p in prefixes))
 
