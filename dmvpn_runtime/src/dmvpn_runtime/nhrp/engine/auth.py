@@ -95,7 +95,8 @@ def check(packet: Packet, secret: bytes | None) -> Drop | None:
     for ext in packet.extensions:
         cls = type(ext)
         if cls is CleartextAuthentication:
-            return None if ext.secret == secret else Drop.AUTH_MISMATCH
+            # ext is a CleartextAuthentication: mypy does not narrow through the hoisted cls
+            return None if ext.secret == secret else Drop.AUTH_MISMATCH  # type: ignore[union-attr]
         if cls is KeyedHashAuthentication:
             return Drop.AUTH_MISMATCH  # we speak the Cisco form only
     return Drop.AUTH_MISSING

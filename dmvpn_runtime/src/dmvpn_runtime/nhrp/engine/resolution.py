@@ -433,12 +433,14 @@ class Resolver:
         for ext in pkt.extensions:
             cls = type(ext)
             if cls is ForwardTransitNhs:
-                for c in ext.cies:
+                # mypy does not narrow ext through the hoisted cls (type() once per extension)
+                crossed: tuple[Cie, ...] = ext.cies  # type: ignore[union-attr]
+                for c in crossed:
                     if c.client_proto == own or c.client_nbma == core.nbma:
                         self._refuse_forward(pkt, src, Drop.LOOP_DETECTED, now, ext)
                         return None
-                first_hop = not ext.cies
-                ext = ForwardTransitNhs((*ext.cies, core.responder[pt]), ext.compulsory)
+                first_hop = not crossed
+                ext = ForwardTransitNhs((*crossed, core.responder[pt]), ext.compulsory)
             elif cls is CleartextAuthentication:
                 if core.auth_ext is None:
                     continue
@@ -536,6 +538,7 @@ class Resolver:
             return
         first_hop, natx = _first_hop_and_nat(pkt)
         post = None
+        where: Address | None
         if first_hop:
             where = src  # came straight from the requester (a refresh on the shortcut)
         else:
@@ -617,12 +620,15 @@ class Resolver:
 def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
     """Whether no NHS forwarded this request yet (its Forward Transit record is empty or
     absent), and its NAT extension: one pass over the extensions for both."""
+    # Declared: mypy does not narrow ext through the hoisted cls (type() once per extension).
+    transit: ForwardTransitNhs | None
+    natx: NatAddress | None
     transit = natx = None
     for ext in pkt.extensions:
         cls = type(ext)
         if cls is ForwardTransitNhs:
             if transit is None:
-                transit = ext
+                transit = ext  # type: ignore[assignment]
         elif cls is NatAddress and natx is None:
-            natx = ext
+            natx = ext  # type: ignore[assignment]
     return transit is None or not transit.cies, natx
