@@ -88,7 +88,10 @@ class _KeptIPv6Host(_KeptHost, IPv6Network):
 
 _HOSTS: dict[int, dict[int, Network]] = {4: {}, 6: {}}  # by version, then int (no hashing
 _HOSTS_MAX = 65536  # of an address object, which formats it as hex)
-_KEPT_HOST_CLASS = {4: _KeptIPv4Host, 6: _KeptIPv6Host}
+_KEPT_HOST_CLASS: dict[int, type[_KeptIPv4Host] | type[_KeptIPv6Host]] = {
+    4: _KeptIPv4Host,
+    6: _KeptIPv6Host,
+}
 
 
 def host(addr: Address) -> Network:
@@ -193,10 +196,11 @@ class PrefixTable(Generic[V]):
 
     def overlapping(self, net: Network) -> list[tuple[Network, V]]:
         """Entries inside ``net`` or holding it."""
-        out = []
+        out: list[tuple[Network, V]] = []
         for length, table in self._tables.get(net.version, {}).items():
             if length >= net.prefixlen:
-                out.extend(item for item in table.values() if item[0].subnet_of(net))
+                # Tables are per version: typeshed's subnet_of wants both typed alike.
+                out.extend(item for item in table.values() if item[0].subnet_of(net))  # type: ignore[arg-type]
             else:
                 item = table.get(int(net.network_address) & _MASKS[net.version][length])
                 if item is not None:

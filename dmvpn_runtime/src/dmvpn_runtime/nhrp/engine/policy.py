@@ -137,7 +137,8 @@ def _side_in(side: tuple[Network, ...], selector: tuple[Network, ...] | None) ->
         return True
     for net in side:
         for sel in selector:
-            if net.version == sel.version and net.subnet_of(sel):
+            # Versions compared first: typeshed's subnet_of wants both typed alike.
+            if net.version == sel.version and net.subnet_of(sel):  # type: ignore[arg-type]
                 return True
     return False
 
@@ -150,8 +151,9 @@ def _covers(selector: tuple[Network, ...] | None, dst: Network) -> str:
     for sel in selector:
         if sel.version != dst.version:
             continue
-        if dst.subnet_of(sel):
+        # Of one version (compared above): typeshed's subnet_of wants both typed alike.
+        if dst.subnet_of(sel):  # type: ignore[arg-type]
             return "all"
-        if sel.subnet_of(dst):
+        if sel.subnet_of(dst):  # type: ignore[arg-type]
             part = True
     return "part" if part else ""

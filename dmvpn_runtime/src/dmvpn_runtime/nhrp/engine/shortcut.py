@@ -280,7 +280,7 @@ class Shortcuts:
     def on_timer(self, kind: str, key: Any, now: float) -> None:
         core = self.core
         if kind == "sc":
-            sc = key
+            sc: Shortcut = key
             if self.by_prefix.get(sc.prefix) is not sc:
                 return
             if now >= sc.expires:
@@ -362,7 +362,8 @@ class Shortcuts:
         removed = 0
         for net in nets:
             for _prefix, sc in self.table.overlapping(net):
-                if sc.prefix.subnet_of(net):
+                # Of net's version (overlapping): typeshed's subnet_of wants both typed alike.
+                if sc.prefix.subnet_of(net):  # type: ignore[arg-type]
                     self._remove(sc, "purged")
                     removed += 1
             for entry in list(core.cache.entries.values()):
