@@ -275,7 +275,7 @@ class Core:
         out: list[Extension] = []
         authed = False
         for ext in exts:
-            cls = type(ext)
+            cls = ext.__class__
             if cls is ResponderAddress:
                 if responder is not None:
                     out.append(responder)

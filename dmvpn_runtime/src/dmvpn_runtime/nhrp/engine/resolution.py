@@ -431,17 +431,16 @@ class Resolver:
         first_hop = True
         exts = []
         for ext in pkt.extensions:
-            cls = type(ext)
-            if cls is ForwardTransitNhs:
-                # mypy does not narrow ext through the hoisted cls (type() once per extension)
-                crossed: tuple[Cie, ...] = ext.cies  # type: ignore[union-attr]
+            # ``__class__ is``: no call (isinstance and type() are one each), and mypy narrows it
+            if ext.__class__ is ForwardTransitNhs:
+                crossed = ext.cies
                 for c in crossed:
                     if c.client_proto == own or c.client_nbma == core.nbma:
                         self._refuse_forward(pkt, src, Drop.LOOP_DETECTED, now, ext)
                         return None
                 first_hop = not crossed
                 ext = ForwardTransitNhs((*crossed, core.responder[pt]), ext.compulsory)
-            elif cls is CleartextAuthentication:
+            elif ext.__class__ is CleartextAuthentication:
                 if core.auth_ext is None:
                     continue
                 ext = core.auth_ext
@@ -620,15 +619,13 @@ class Resolver:
 def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
     """Whether no NHS forwarded this request yet (its Forward Transit record is empty or
     absent), and its NAT extension: one pass over the extensions for both."""
-    # Declared: mypy does not narrow ext through the hoisted cls (type() once per extension).
-    transit: ForwardTransitNhs | None
-    natx: NatAddress | None
-    transit = natx = None
+    transit: ForwardTransitNhs | None = None
+    natx: NatAddress | None = None
     for ext in pkt.extensions:
-        cls = type(ext)
-        if cls is ForwardTransitNhs:
+        # ``__class__ is``: no call (isinstance and type() are one each), and mypy narrows it
+        if ext.__class__ is ForwardTransitNhs:
             if transit is None:
-                transit = ext  # type: ignore[assignment]
-        elif cls is NatAddress and natx is None:
-            natx = ext  # type: ignore[assignment]
+                transit = ext
+        elif ext.__class__ is NatAddress and natx is None:
+            natx = ext
     return transit is None or not transit.cies, natx
