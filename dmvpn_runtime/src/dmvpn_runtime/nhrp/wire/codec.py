@@ -11,7 +11,7 @@ import itertools
 import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ...checksum import internet_checksum
 from .constants import (
@@ -52,6 +52,7 @@ from .model import (
     VendorPrivate,
     make_packet,
     slot_maker,
+    slot_setter,
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
@@ -69,6 +70,7 @@ _CIE = struct.Struct("!BBHHHBBBB")
 _EXT = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_K = TypeVar("_K")
 _T = TypeVar("_T")
 
 _PACKET_TYPES = {int(t): t for t in PacketType}
@@ -103,14 +105,17 @@ class KeptIpObject:
     the plain class (``_plain``). A subclass lists ``__hash__`` in its slots."""
 
     __slots__ = ()
-    _plain: type
+    # The ipaddress class this one stands in for, whose methods are applied to ``self``
+    # (an instance of a subclass of both): a mixin's view mypy cannot express.
+    _plain: ClassVar[type[Any]]
 
     def _keep_hash(self) -> None:
         # The slot holds the bound ``__int__`` of the hash value: hash() finds the slot,
         # calls that C method and gets the value back, with no Python frame (a method
         # ``__hash__`` returning a kept value costs one, ~90 ns); the engine hashes these
-        # objects some 30 times per resolution.
-        self.__hash__ = self._plain.__hash__(self).__int__  # type: ignore[method-assign]
+        # objects some 30 times per resolution. (mypy reads ``type[Any].__hash__`` as the
+        # metaclass's, which takes no argument.)
+        self.__hash__ = self._plain.__hash__(self).__int__  # type: ignore[method-assign,call-arg]
 
     def __repr__(self) -> str:
         return f"{self._plain.__name__}('{self}')"
@@ -133,8 +138,9 @@ class _Interned(KeptIpObject):
         takes (ipaddress makes ``addr + 1`` and the like through ``self.__class__``)."""
         super().__init__(address)  # type: ignore[call-arg]
         self._keep_hash()
-        self.packed = (
-            address if address.__class__ is bytes else self._plain.packed.fget(self)  # type: ignore[attr-defined]
+        # A slot of the subclasses: beside ipaddress's slots, a base cannot have it.
+        self.packed = (  # type: ignore[misc]
+            address if address.__class__ is bytes else self._plain.packed.fget(self)
         )
 
 
@@ -162,7 +168,7 @@ _PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
 _ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
 
 
-class _AddressCache(dict):
+class _AddressCache(dict[bytes, Address | None]):
     """The interned addresses by their octets; ``[raw]`` makes and keeps a missing one,
     so the decoder reads an address with one subscript (a hit costs what a plain dict's
     does). The length names the family (4 or 16 octets, for NBMA and protocol addresses
@@ -177,7 +183,7 @@ class _AddressCache(dict):
         return addr
 
 
-_ADDRESS_CACHE: dict[bytes, Address] = _AddressCache()
+_ADDRESS_CACHE: dict[bytes, Address | None] = _AddressCache()
 
 
 def intern_address(addr: Address) -> Address:
@@ -186,7 +192,7 @@ def intern_address(addr: Address) -> Address:
     and pack fast, and dict lookups against decoded ones match on identity."""
     if isinstance(addr, _Interned):
         return addr
-    return _ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]
+    return _ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]  # octets: not None
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
@@ -326,7 +332,7 @@ class _Decoder:
                 raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
             cies = _remember(self.cies_seen, raw, (cie,))
         elif len(cies) != 1:
-            nxt = pos + len(cies[0]._wire)  # type: ignore[arg-type]
+            nxt = pos + len(cies[0]._wire)  # type: ignore[arg-type]  # decoded: has octets
             raise DecodeError(Reason.INVALID_EXTENSION, nxt, "responder address holds >1 CIE")
         return cies[0]
 
@@ -419,22 +425,22 @@ class _Decoder:
             pos = value_end
 
 
-def _remember(memo: dict, key: object, value: _T) -> _T:
+def _remember(memo: dict[_K, _T], key: _K, value: _T) -> _T:
     if len(memo) >= _MEMO_MAX:
         memo.clear()
     memo[key] = value
     return value
 
 
-class _PerFamily(dict):
+class _PerFamily(dict[tuple[Afn, ProtocolType, int], "_Encoder"]):
     """The encoders, one per (afn, protocol type, source protocol length) met (at most
     2 * 2 * 2), made on first use: a plain subscript on the hot path."""
 
-    def __init__(self, make: Callable[[Afn, ProtocolType, int], Any]) -> None:
+    def __init__(self, make: Callable[[Afn, ProtocolType, int], _Encoder]) -> None:
         super().__init__()
         self.make = make
 
-    def __missing__(self, key: tuple[Afn, ProtocolType, int]) -> Any:
+    def __missing__(self, key: tuple[Afn, ProtocolType, int]) -> _Encoder:
         value = self[key] = self.make(*key)
         return value
 
@@ -567,7 +573,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         # The memos looked up here first: a call less when they hold the octets (they hold
         # no empty tuples, and no octets at all are never in them).
         cies = dec.cies_seen.get(data[addr_end:body_end]) or dec.cie_list(data, addr_end, body_end)
-    extensions = ()
+    extensions: tuple[Extension, ...] = ()
     if extoff:
         extensions = dec.extensions_seen.get(data[extoff:pktsz]) or dec.extensions(
             data, extoff, pktsz
@@ -626,10 +632,12 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
 
 # Values are frozen; the codec alone fills their ``_wire`` and ``_wire_ctx`` slots, through
 # the slot descriptors (half the cost of ``object.__setattr__``).
-_set_cie_wire = Cie._wire.__set__  # type: ignore[attr-defined]
-_set_cie_wire_ctx = Cie._wire_ctx.__set__  # type: ignore[attr-defined]
-_EXTENSION_WIRE_SETTERS = {
-    cls: (cls._wire.__set__, cls._wire_ctx.__set__)  # type: ignore[attr-defined]
+_set_cie_wire: Callable[[Cie, bytes], None] = slot_setter(Cie, "_wire")
+_set_cie_wire_ctx: Callable[[Cie, int], None] = slot_setter(Cie, "_wire_ctx")
+_EXTENSION_WIRE_SETTERS: dict[
+    type, tuple[Callable[[Extension, bytes], None], Callable[[Extension, int], None]]
+] = {
+    cls: (slot_setter(cls, "_wire"), slot_setter(cls, "_wire_ctx"))
     for cls in (
         End,
         ResponderAddress,
@@ -698,7 +706,7 @@ class _Encoder:
     def cie(self, out: bytearray, cie: Cie) -> None:
         token = self.token
         if cie._wire_ctx == token:
-            out += cie._wire  # type: ignore[operator]
+            out += cie._wire  # type: ignore[arg-type]  # set with _wire_ctx
             return
         nbma = _check_address(cie.client_nbma, self.nbma_family, "CIE client NBMA")
         proto = _check_address(cie.client_proto, self.proto_family, "CIE client protocol")
@@ -720,40 +728,49 @@ class _Encoder:
 
     def extension(self, out: bytearray, ext: Extension) -> None:
         """Append the extension, header included."""
+        # One type() call for all the tests (``ext.__class__`` in each, which mypy would
+        # narrow by, costs more when the classes alternate): mypy does not narrow ``ext``
+        # through ``cls``, hence the ignores on the branches' field reads.
         cls = type(ext)
         start = len(out)
         out += _EMPTY_EXT_HEADER  # filled in last, with the value's length
         if cls is End:
             pass
         elif cls is ResponderAddress:
-            if ext.cie is not None:
-                self.cie(out, ext.cie)
+            if ext.cie is not None:  # type: ignore[union-attr]  # narrowed by cls
+                self.cie(out, ext.cie)  # type: ignore[union-attr]  # narrowed by cls
         elif cls in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
-            for cie in ext.cies:
+            for cie in ext.cies:  # type: ignore[union-attr]  # narrowed by cls
                 self.cie(out, cie)
         elif cls is CleartextAuthentication:
-            out += _U32.pack(AUTH_TYPE_CLEARTEXT) + bytes(ext.secret)
+            out += _U32.pack(AUTH_TYPE_CLEARTEXT) + bytes(ext.secret)  # type: ignore[union-attr]  # narrowed by cls
         elif cls is KeyedHashAuthentication:
-            if ext.reserved == 0 and ext.spi == AUTH_TYPE_CLEARTEXT:
+            if ext.reserved == 0 and ext.spi == AUTH_TYPE_CLEARTEXT:  # type: ignore[union-attr]  # narrowed by cls
                 raise EncodeError(
                     Reason.INVALID_EXTENSION, 0, "SPI 1 reads back as cleartext authentication"
                 )
-            source = _check_address(ext.source, self.proto_family, "auth source")
+            source = _check_address(
+                ext.source,  # type: ignore[union-attr,arg-type]  # narrowed by cls
+                self.proto_family,
+                "auth source",
+            )
             if len(source) != self.src_proto_len:
                 raise EncodeError(
                     Reason.INVALID_EXTENSION, 0, "auth source must match the source protocol"
                 )
-            out += struct.pack("!HH", ext.reserved, ext.spi) + source + bytes(ext.data)
+            out += struct.pack("!HH", ext.reserved, ext.spi) + source + bytes(ext.data)  # type: ignore[union-attr]  # narrowed by cls
         elif cls is VendorPrivate:
-            out += ext.vendor_id.to_bytes(3, "big") + bytes(ext.data)
+            out += ext.vendor_id.to_bytes(3, "big") + bytes(ext.data)  # type: ignore[union-attr,operator]  # narrowed by cls
         elif cls is DeviceCapabilities:
-            out += struct.pack("!II", ext.source, ext.target)
+            out += struct.pack("!II", ext.source, ext.target)  # type: ignore[union-attr]  # narrowed by cls
         elif cls is UnknownExtension:
-            if ext.ext_type in _KNOWN_EXT_TYPES:
+            if ext.ext_type in _KNOWN_EXT_TYPES:  # type: ignore[union-attr,operator]  # narrowed by cls
                 raise EncodeError(
-                    Reason.INVALID_EXTENSION, 0, f"type {ext.ext_type} has its own class"
+                    Reason.INVALID_EXTENSION,
+                    0,
+                    f"type {ext.ext_type} has its own class",  # type: ignore[union-attr]  # narrowed by cls
                 )
-            out += bytes(ext.value)
+            out += bytes(ext.value)  # type: ignore[union-attr]  # narrowed by cls
         else:
             raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}")
         ext_type = ext.type
@@ -778,7 +795,7 @@ class _Encoder:
                     Reason.MISSING_END, len(out), "extensions must end with exactly one End"
                 )
             if ext._wire_ctx == token:  # not an extension at all: AttributeError, INVALID_FIELD
-                out += ext._wire
+                out += ext._wire  # type: ignore[arg-type]  # set with _wire_ctx
                 continue
             ext_start = len(out)
             self.extension(out, ext)
@@ -894,7 +911,7 @@ def _encode(packet: Packet) -> bytes:
         token = enc.token
         for cie in packet.cies:
             if cie._wire_ctx == token:  # encoded before, or decoded: as enc.cie, a call less
-                out += cie._wire  # type: ignore[operator]
+                out += cie._wire  # type: ignore[arg-type]  # set with _wire_ctx
             else:
                 enc.cie(out, cie)
     extoff = 0

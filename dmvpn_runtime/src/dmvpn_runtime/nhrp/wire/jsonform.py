@@ -14,7 +14,7 @@ the model's defaults (see the docs), except ``type``, which is required.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
+from typing import Any, TypeGuard
 
 from .constants import (
     EXT_TYPE_MASK,
@@ -72,7 +72,7 @@ class JsonFormError(EncodeError):
         return self.detail
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     """A JSON integer: an int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -87,7 +87,7 @@ def _show(value: object) -> str:
 _TYPE_BY_NAME = {t.json_name: t for t in PacketType}
 _REQUEST_REPLY = frozenset(t for t in PacketType if t <= PacketType.PURGE_REPLY)
 
-_EXT_NAMES: dict[type, str] = {
+_EXT_NAMES: dict[type[Extension], str] = {
     End: "end",
     ResponderAddress: "responder_address",
     ForwardTransitNhs: "forward_transit_nhs",
@@ -101,7 +101,7 @@ _EXT_NAMES: dict[type, str] = {
 _KNOWN_TYPES = {int(t) for t in ExtensionType}
 # Which classes a type number may decode to, and the key that tells them apart when
 # the JSON has no "name".
-_CLASSES_BY_TYPE: dict[int, tuple[tuple[type, str | None], ...]] = {
+_CLASSES_BY_TYPE: dict[int, tuple[tuple[type[Extension], str | None], ...]] = {
     ExtensionType.END: ((End, None),),
     ExtensionType.RESPONDER_ADDRESS: ((ResponderAddress, None),),
     ExtensionType.FORWARD_TRANSIT_NHS: ((ForwardTransitNhs, None),),
@@ -161,26 +161,25 @@ def _extension_to_json(ext: Extension) -> dict[str, Any]:
         "name": extension_name(ext),
         "compulsory": bool(ext.compulsory),
     }
-    cls = type(ext)
-    if cls is ResponderAddress:
+    if ext.__class__ is ResponderAddress:
         out["cie"] = None if ext.cie is None else _cie_to_json(ext.cie)
-    elif cls in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
+    elif ext.__class__ in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
         out["cies"] = [_cie_to_json(c) for c in ext.cies]
-    elif cls is CleartextAuthentication:
+    elif ext.__class__ is CleartextAuthentication:
         out["secret"] = bytes(ext.secret).hex()
-    elif cls is KeyedHashAuthentication:
+    elif ext.__class__ is KeyedHashAuthentication:
         out["spi"] = ext.spi
         out["source"] = _addr(ext.source)
         out["data"] = bytes(ext.data).hex()
         if ext.reserved:
             out["reserved"] = ext.reserved
-    elif cls is VendorPrivate:
+    elif ext.__class__ is VendorPrivate:
         out["vendor_id"] = ext.vendor_id
         out["data"] = bytes(ext.data).hex()
-    elif cls is DeviceCapabilities:
+    elif ext.__class__ is DeviceCapabilities:
         out["source_capabilities"] = ext.source
         out["target_capabilities"] = ext.target
-    elif cls is UnknownExtension:
+    elif ext.__class__ is UnknownExtension:
         out["value"] = bytes(ext.value).hex()
     return out
 
@@ -328,7 +327,7 @@ _PACKET_KEYS = {
     | {"error_code", "error_offset", "payload", "reserved"},
     PacketType.TRAFFIC_INDICATION: _COMMON_KEYS | {"traffic_code", "payload", "reserved"},
 }
-_EXT_KEYS: dict[type, frozenset[str]] = {
+_EXT_KEYS: dict[type[Extension], frozenset[str]] = {
     cls: frozenset({"type", "name", "compulsory"} | extra)
     for cls, extra in (
         (End, set()),
@@ -373,11 +372,11 @@ def _cies(r: _Reader, key: str, fam: _Families) -> tuple[Cie, ...]:
     return tuple(_cie_from_json(c, f"{r.key(key)}[{i}]", fam) for i, c in enumerate(r.list(key)))
 
 
-def _class_name(cls: type, ext_type: int) -> str:
+def _class_name(cls: type[Extension], ext_type: int) -> str:
     return _EXT_NAMES.get(cls) or extension_name(UnknownExtension(ext_type))
 
 
-def _extension_class(obj: dict, path: str, ext_type: int) -> type:
+def _extension_class(obj: dict[str, Any], path: str, ext_type: int) -> type[Extension]:
     candidates = _CLASSES_BY_TYPE.get(ext_type, ((UnknownExtension, None),))
     name = obj.get("name", _MISSING)
     if name is not _MISSING:
@@ -405,7 +404,7 @@ def _extension_from_json(obj: object, path: str, fam: _Families) -> Extension:
         raise JsonFormError(f"{path}.type", f"an integer 0..{EXT_TYPE_MASK}", ext_type)
     cls = _extension_class(obj, path, ext_type)
     r = _Reader(obj, path, _EXT_KEYS[cls], f"a {_EXT_NAMES.get(cls, 'opaque')} extension")
-    compulsory = r.bool("compulsory", cls.__dataclass_fields__["compulsory"].default)
+    compulsory = r.bool("compulsory", cls().compulsory)  # the class default
     if cls is End:
         return End(compulsory)
     if cls is ResponderAddress:

@@ -7,11 +7,12 @@ extension offset are derived on encode and are therefore not fields.
 
 from __future__ import annotations
 
+import builtins
 import functools
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .constants import (
     Afn,
@@ -22,9 +23,15 @@ from .constants import (
 
 Address = IPv4Address | IPv6Address
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_C = TypeVar("_C", bound="DataclassInstance")  # a dataclass (slot_init, slot_maker)
+_E = TypeVar("_E")  # an extension class (Packet.find)
+
 
 @functools.cache
-def _unfrozen_twin(cls: type) -> type | None:
+def _unfrozen_twin(cls: type[Any]) -> type | None:
     """A class with the slots of the frozen slots dataclass ``cls`` and no frozen guard,
     or None if ``cls`` has a base class or slots other than its fields.
 
@@ -45,16 +52,23 @@ _set_class = object.__dict__["__class__"].__set__
 _TWIN_MIN_SLOTS = 6
 
 
-def slot_init(cls: type) -> type:
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """What stores into the slot ``name`` of an instance of ``cls``, past a frozen
+    ``__setattr__``: the slot descriptor's ``__set__``, called as ``(instance, value)``."""
+    setter: Callable[[Any, Any], None] = getattr(cls, name).__set__
+    return setter
+
+
+def slot_init(cls: type[_C]) -> type[_C]:
     """Give a frozen slots dataclass an ``__init__`` that fills the slots through their
     descriptors, or for a class with many slots as an unfrozen twin (``_unfrozen_twin``):
     the generated one goes through the frozen ``__setattr__`` guard for every field, which
     makes building a packet or an action 2x dearer. Same signature, defaults and
     factories; instances stay frozen. Apply above ``@dataclass``."""
-    scope: dict[str, object] = {"MISSING": MISSING, "cls": cls, "set_class": _set_class}
+    scope: dict[str, Any] = {"MISSING": MISSING, "cls": cls, "set_class": _set_class}
     signature, factories, stores = ["self"], [], []
     for f in fields(cls):
-        scope[f"set_{f.name}"] = getattr(cls, f.name).__set__
+        scope[f"set_{f.name}"] = slot_setter(cls, f.name)
         scope[f"default_{f.name}"] = f.default
         scope[f"factory_{f.name}"] = f.default_factory
         if not f.init:
@@ -85,12 +99,12 @@ def slot_init(cls: type) -> type:
     source = [f"def __init__({', '.join(signature)}):", *factories, *body]
     exec("\n".join(source), scope)
     init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
-    cls.__init__ = init  # type: ignore[misc]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]  # the point: replace dataclass's
     return cls
 
 
-def slot_maker(cls: type) -> Callable[..., Any]:
+def slot_maker(cls: type[_C]) -> Callable[..., _C]:
     """A function that makes an instance of the frozen slots dataclass ``cls`` from all its
     fields, ``init=False`` ones included, positionally in field order and without defaults:
     for the decoder, which has every value at hand. It fills an unfrozen twin
@@ -106,11 +120,11 @@ def slot_maker(cls: type) -> Callable[..., Any]:
         "    made.__class__ = cls",
         "    return made",
     ]
-    scope: dict[str, object] = {"twin": twin, "cls": cls}
+    scope: dict[str, Any] = {"twin": twin, "cls": cls}
     exec("\n".join(lines), scope)
-    make = scope["make"]
-    make.__qualname__ = f"{cls.__qualname__}.<slot_maker>"  # type: ignore[attr-defined]
-    return make  # type: ignore[return-value]
+    make: Callable[..., _C] = scope["make"]
+    make.__qualname__ = f"{cls.__qualname__}.<slot_maker>"
+    return make
 
 
 # ``_wire`` and ``_wire_ctx`` (on Cie and every extension): the octets the codec found or
@@ -322,7 +336,7 @@ class Packet:
     reserved: int = 0
     extensions: tuple[Extension, ...] = field(default=())
 
-    def find(self, ext_class: type) -> Extension | None:
+    def find(self, ext_class: builtins.type[_E]) -> _E | None:
         """The first extension of that class, or None."""
         for ext in self.extensions:
             if isinstance(ext, ext_class):
