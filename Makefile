@@ -26,7 +26,7 @@ help:
 	@echo '  demo-codec   decode the shared NHRP vectors readably'
 	@echo '  test         bootstrap, then lint + unit + sanity (what .ci/run runs)'
 	@echo '  bootstrap    apt packages, .venv, dmvpn_runtime (idempotent)'
-	@echo '  lint         ruff check + ruff format --check'
+	@echo '  lint         ruff check + ruff format --check + mypy (the NHRP core)'
 	@echo '  unit         pytest dmvpn_runtime/tests -m "not slow"'
 	@echo '  sanity       ansible-test sanity, offline, no docker (scripts/sanity.sh)'
 	@echo '  fuzz-long    the long hypothesis fuzz run of the codec'
@@ -59,6 +59,7 @@ demo-codec: bootstrap
 lint: bootstrap
 	cd $(TOP) && $(VENV)/bin/ruff check dmvpn_runtime plugins tests
 	cd $(TOP) && $(VENV)/bin/ruff format --check dmvpn_runtime plugins tests
+	cd $(TOP)/dmvpn_runtime && $(VENV)/bin/mypy
 
 # pytest's exit status is passed through as is: 5 ("no tests collected") fails too.
 unit: bootstrap
@@ -92,7 +93,7 @@ test-kernel:
 	PATH=$(VENV)/bin:$$PATH bash $(TOP)/dmvpn_runtime/tests/vm/run.sh
 
 clean:
-	rm -rf $(TOP)/build $(TOP)/tests/output $(TOP)/.pytest_cache $(TOP)/.ruff_cache \
+	rm -rf $(TOP)/build $(TOP)/tests/output $(TOP)/.pytest_cache $(TOP)/.ruff_cache $(TOP)/dmvpn_runtime/.mypy_cache \
 	  $(TOP)/.hypothesis $(TOP)/dmvpn_runtime/build $(TOP)/dmvpn_runtime/dist \
 	  $(TOP)/flexmesh-dmvpn-*.tar.gz
 	rm -rf "$${XDG_CACHE_HOME:-$$HOME/.cache}/flexmesh-dmvpn"
