@@ -728,56 +728,56 @@ class _Encoder:
 
     def extension(self, out: bytearray, ext: Extension) -> None:
         """Append the extension, header included."""
-        # One type() call for all the tests (``ext.__class__`` in each, which mypy would
-        # narrow by, costs more when the classes alternate): mypy does not narrow ``ext``
-        # through ``cls``, hence the ignores on the branches' field reads.
-        cls = type(ext)
+        try:
+            encode_value = _VALUE_ENCODERS[ext.__class__]
+        except KeyError:
+            raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}") from None
         start = len(out)
         out += _EMPTY_EXT_HEADER  # filled in last, with the value's length
-        if cls is End:
-            pass
-        elif cls is ResponderAddress:
-            if ext.cie is not None:  # type: ignore[union-attr]  # narrowed by cls
-                self.cie(out, ext.cie)  # type: ignore[union-attr]  # narrowed by cls
-        elif cls in (ForwardTransitNhs, ReverseTransitNhs, NatAddress):
-            for cie in ext.cies:  # type: ignore[union-attr]  # narrowed by cls
-                self.cie(out, cie)
-        elif cls is CleartextAuthentication:
-            out += _U32.pack(AUTH_TYPE_CLEARTEXT) + bytes(ext.secret)  # type: ignore[union-attr]  # narrowed by cls
-        elif cls is KeyedHashAuthentication:
-            if ext.reserved == 0 and ext.spi == AUTH_TYPE_CLEARTEXT:  # type: ignore[union-attr]  # narrowed by cls
-                raise EncodeError(
-                    Reason.INVALID_EXTENSION, 0, "SPI 1 reads back as cleartext authentication"
-                )
-            source = _check_address(
-                ext.source,  # type: ignore[union-attr,arg-type]  # narrowed by cls
-                self.proto_family,
-                "auth source",
-            )
-            if len(source) != self.src_proto_len:
-                raise EncodeError(
-                    Reason.INVALID_EXTENSION, 0, "auth source must match the source protocol"
-                )
-            out += struct.pack("!HH", ext.reserved, ext.spi) + source + bytes(ext.data)  # type: ignore[union-attr]  # narrowed by cls
-        elif cls is VendorPrivate:
-            out += ext.vendor_id.to_bytes(3, "big") + bytes(ext.data)  # type: ignore[union-attr,operator]  # narrowed by cls
-        elif cls is DeviceCapabilities:
-            out += struct.pack("!II", ext.source, ext.target)  # type: ignore[union-attr]  # narrowed by cls
-        elif cls is UnknownExtension:
-            if ext.ext_type in _KNOWN_EXT_TYPES:  # type: ignore[union-attr,operator]  # narrowed by cls
-                raise EncodeError(
-                    Reason.INVALID_EXTENSION,
-                    0,
-                    f"type {ext.ext_type} has its own class",  # type: ignore[union-attr]  # narrowed by cls
-                )
-            out += bytes(ext.value)  # type: ignore[union-attr]  # narrowed by cls
-        else:
-            raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}")
+        if encode_value is not None:  # End has no value
+            encode_value(self, out, ext)
         ext_type = ext.type
         if not 0 <= ext_type <= EXT_TYPE_MASK:
             raise EncodeError(Reason.INVALID_FIELD, start, f"extension type {ext_type}")
         flags = EXT_COMPULSORY if ext.compulsory else 0
         _EXT.pack_into(out, start, ext_type | flags, len(out) - start - EXT_HEADER_LEN)
+
+    # The value of each kind of extension (``_VALUE_ENCODERS``), after its header.
+    def _responder_value(self, out: bytearray, ext: ResponderAddress) -> None:
+        if ext.cie is not None:
+            self.cie(out, ext.cie)
+
+    def _cies_value(
+        self, out: bytearray, ext: ForwardTransitNhs | ReverseTransitNhs | NatAddress
+    ) -> None:
+        for cie in ext.cies:
+            self.cie(out, cie)
+
+    def _cleartext_value(self, out: bytearray, ext: CleartextAuthentication) -> None:
+        out += _U32.pack(AUTH_TYPE_CLEARTEXT) + bytes(ext.secret)
+
+    def _keyed_hash_value(self, out: bytearray, ext: KeyedHashAuthentication) -> None:
+        if ext.reserved == 0 and ext.spi == AUTH_TYPE_CLEARTEXT:
+            raise EncodeError(
+                Reason.INVALID_EXTENSION, 0, "SPI 1 reads back as cleartext authentication"
+            )
+        source = _check_address(ext.source, self.proto_family, "auth source")
+        if len(source) != self.src_proto_len:
+            raise EncodeError(
+                Reason.INVALID_EXTENSION, 0, "auth source must match the source protocol"
+            )
+        out += struct.pack("!HH", ext.reserved, ext.spi) + source + bytes(ext.data)
+
+    def _vendor_value(self, out: bytearray, ext: VendorPrivate) -> None:
+        out += ext.vendor_id.to_bytes(3, "big") + bytes(ext.data)
+
+    def _capabilities_value(self, out: bytearray, ext: DeviceCapabilities) -> None:
+        out += struct.pack("!II", ext.source, ext.target)
+
+    def _unknown_value(self, out: bytearray, ext: UnknownExtension) -> None:
+        if ext.ext_type in _KNOWN_EXT_TYPES:
+            raise EncodeError(Reason.INVALID_EXTENSION, 0, f"type {ext.ext_type} has its own class")
+        out += bytes(ext.value)
 
     def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
         """Append the extension part to the packet ``out``."""
@@ -820,6 +820,21 @@ _KNOWN_EXT_TYPES = frozenset(
         ExtensionType.NAT_ADDRESS,
     }
 )
+
+# One subscript finds an extension's value encoder, each typed for its class (an if-chain
+# on type(ext) reads fields mypy cannot narrow); None: End, which has no value.
+_VALUE_ENCODERS: dict[type, Callable[[_Encoder, bytearray, Any], None] | None] = {
+    End: None,
+    ResponderAddress: _Encoder._responder_value,
+    ForwardTransitNhs: _Encoder._cies_value,
+    ReverseTransitNhs: _Encoder._cies_value,
+    NatAddress: _Encoder._cies_value,
+    CleartextAuthentication: _Encoder._cleartext_value,
+    KeyedHashAuthentication: _Encoder._keyed_hash_value,
+    VendorPrivate: _Encoder._vendor_value,
+    DeviceCapabilities: _Encoder._capabilities_value,
+    UnknownExtension: _Encoder._unknown_value,
+}
 
 _ENCODERS: dict[tuple[Afn, ProtocolType, int], _Encoder] = _PerFamily(_Encoder)
 
