@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
-from dmvpn_runtime.bench.engine import main
+from dmvpn_runtime.bench.engine import _CollectorClock, main
 
 
 def test_small_fleet_registers_and_resolves_completely(capsys) -> None:
@@ -16,6 +17,21 @@ def test_small_fleet_registers_and_resolves_completely(capsys) -> None:
     for key in ("registration_cpu_s", "resolutions_per_s", "peak_rss_mb"):
         assert result[key] > 0
     assert set(result["targets_met"]) == {"registration_cpu_s", "resolutions_per_s", "peak_rss_mb"}
+    for phase in ("registration", "resolution", "resolution_answered"):
+        assert 0 <= result[f"{phase}_gc_s"] <= result.get(f"{phase}_cpu_s", 60)
+        assert result[f"{phase}_gc_collections"] >= 0
+
+
+def test_the_collector_clock_times_collections_and_leaves_no_callback() -> None:
+    callbacks = list(gc.callbacks)
+    with _CollectorClock() as clock:
+        gc.collect()
+        gc.collect(0)
+    assert clock.collections == 2
+    assert clock.seconds > 0
+    assert gc.callbacks == callbacks
+    gc.collect()
+    assert clock.collections == 2  # not counting once the block is left
 
 
 def test_with_authentication(capsys) -> None:

@@ -9,7 +9,10 @@ well as the hub's. To tell the parts apart the JSON also gives:
   each call: the process is one CPU-bound thread, and ``process_time`` is a system
   call that would cost more than it measures);
 - ``*_codec_cpu_s``: the same packets decoded and encoded again after the phase, the
-  floor that the wire format alone costs.
+  floor that the wire format alone costs;
+- ``*_gc_s`` and ``*_gc_collections``: time in CPython's cyclic collector during the
+  phase (``gc.callbacks``, included in the phase's CPU time), run as dmvpnd runs it
+  (:mod:`..gcpolicy`): the state each phase keeps is scanned once in a young collection.
 
 Resolutions run twice: ``resolutions_per_s`` with the hub forwarding each request to
 the egress spoke, which answers (Phase 3, the default), and
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import resource
 import statistics
@@ -122,22 +126,46 @@ class _Wire:
         return _cpu() - start
 
 
+class _CollectorClock:
+    """Wall time spent in the cyclic collector while the ``with`` block runs."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._began = 0.0
+
+    def _callback(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+            self.collections += 1
+
+    def __enter__(self) -> _CollectorClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def _resolve_all(wire: _Wire, nodes: list, offset: int, now: float) -> dict:
     """Spoke i resolves spoke i+offset's overlay address (its data plane had no mapping)."""
     wire.reset(now)
     count = len(nodes)
     clock = time.perf_counter
     asking = 0.0
-    start, wall = _cpu(), clock()
-    for i in range(count):
-        nbma, _overlay, engine = nodes[i]
-        wire.requester = nbma
-        step = clock()
-        actions = engine.no_mapping(now, nodes[(i + offset) % count][1].ip)
-        asking += clock() - step
-        wire.post(nbma, actions)
-        wire.drain()
-    cpu, wall = _cpu() - start, clock() - wall
+    with _CollectorClock() as collector:
+        start, wall = _cpu(), clock()
+        for i in range(count):
+            nbma, _overlay, engine = nodes[i]
+            wire.requester = nbma
+            step = clock()
+            actions = engine.no_mapping(now, nodes[(i + offset) % count][1].ip)
+            asking += clock() - step
+            wire.post(nbma, actions)
+            wire.drain()
+        cpu, wall = _cpu() - start, clock() - wall
     steps = {
         "requester_asks": asking,
         "hub": wire.hub_cpu,
@@ -156,6 +184,7 @@ def _resolve_all(wire: _Wire, nodes: list, offset: int, now: float) -> dict:
         "wall": wall,
         "hub_cpu": wire.hub_cpu,
         "codec_cpu": wire.codec_cpu(),
+        "gc": collector,
         "resolved": resolved,
         "step_us": {k: round(v / count * 1e6, 1) for k, v in steps.items()},
     }
@@ -186,11 +215,12 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
     # Phase 1: every spoke registers (request, reply) through encode/decode.
     wire.post(HUB_NBMA, hub.start(0.0))
     wire.reset(0.0)
-    start = _cpu()
-    for nbma, _overlay, engine in nodes:
-        wire.post(nbma, engine.start(0.0))
-        wire.drain()
-    registration_cpu = _cpu() - start
+    with _CollectorClock() as registration_gc:
+        start = _cpu()
+        for nbma, _overlay, engine in nodes:
+            wire.post(nbma, engine.start(0.0))
+            wire.drain()
+        registration_cpu = _cpu() - start
     hub_registration_cpu = wire.hub_cpu
     registration_codec = wire.codec_cpu()
     registered = sum(1 for e in hub.cache_entries() if e.type == MappingType.REGISTERED)
@@ -220,6 +250,8 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
         "registrations_per_s": rate(spokes, registration_cpu),
         "registration_codec_cpu_s": round(registration_codec, 3),
         "hub_registration_cpu_s": round(hub_registration_cpu, 3),
+        "registration_gc_s": round(registration_gc.seconds, 3),
+        "registration_gc_collections": registration_gc.collections,
         "registered_at_hub": registered,
         "registered_spokes": spokes_up,
         "resolutions": spokes,
@@ -230,11 +262,15 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
         "resolution_codec_cpu_s": round(forwarded["codec_cpu"], 3),
         "hub_resolutions_per_s": rate(spokes, forwarded["hub_cpu"]),
         "resolution_step_us": forwarded["step_us"],
+        "resolution_gc_s": round(forwarded["gc"].seconds, 3),
+        "resolution_gc_collections": forwarded["gc"].collections,
         "resolved_answered": answered["resolved"],
         "resolutions_answered_per_s": rate(spokes, answered["cpu"]),
         "resolution_answered_codec_cpu_s": round(answered["codec_cpu"], 3),
         "hub_resolutions_answered_per_s": rate(spokes, answered["hub_cpu"]),
         "resolution_answered_step_us": answered["step_us"],
+        "resolution_answered_gc_s": round(answered["gc"].seconds, 3),
+        "resolution_answered_gc_collections": answered["gc"].collections,
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "python": sys.version.split()[0],
     }
