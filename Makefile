@@ -17,17 +17,19 @@ PYTEST_ARGS ?=
 # Set by `make test` for its sub-makes so bootstrap runs once per `make test`.
 BOOTSTRAPPED ?=
 
-.PHONY: help bootstrap demo demo-clean demo-codec lint unit sanity test fuzz-long bench test-kernel clean distclean
+.PHONY: help bootstrap demo demo-clean demo-codec lint unit unit-native native sanity test fuzz-long bench test-kernel clean distclean
 
 help:
 	@echo 'flexmesh.dmvpn make targets:'
 	@echo '  demo         bootstrap, then a DMVPN mesh in namespaces, Phase 3 step by step (stays up)'
 	@echo '  demo-clean   take the demo mesh down'
 	@echo '  demo-codec   decode the shared NHRP vectors readably'
-	@echo '  test         bootstrap, then lint + unit + sanity (what .ci/run runs)'
+	@echo '  test         bootstrap, then lint + unit + unit-native + sanity (what .ci/run runs)'
 	@echo '  bootstrap    apt packages, .venv, dmvpn_runtime (idempotent)'
 	@echo '  lint         ruff check + ruff format --check + mypy (the NHRP core)'
 	@echo '  unit         pytest dmvpn_runtime/tests -m "not slow"'
+	@echo '  unit-native  the protocol core compiled (out of tree), and its tests run against it'
+	@echo '  native       compile the protocol core with mypyc, in place (optional; faster)'
 	@echo '  sanity       ansible-test sanity, offline, no docker (scripts/sanity.sh)'
 	@echo '  fuzz-long    the long hypothesis fuzz run of the codec'
 	@echo '  bench        codec benchmark (JSON)'
@@ -65,13 +67,31 @@ lint: bootstrap
 unit: bootstrap
 	cd $(TOP) && $(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+# The protocol core (codec and engine) compiled with mypyc: dmvpn_runtime/setup.py,
+# dmvpn_runtime.native. `native` builds in place, where Python finds the compiled modules
+# before the source (`make clean` removes them); `unit-native` builds into build/native
+# and runs the core's tests against that build, requiring every core module compiled.
+NATIVE_BUILD := $(TOP)/build/native
+NATIVE_TESTS := dmvpn_runtime/tests/unit dmvpn_runtime/tests/simulation dmvpn_runtime/tests/conformance
+
+native: bootstrap
+	cd $(TOP)/dmvpn_runtime && DMVPN_NATIVE=1 $(PY) setup.py -q build_ext --inplace
+	cd $(TOP)/dmvpn_runtime && $(PY) -m dmvpn_runtime.native | tail -1
+
+unit-native: bootstrap
+	rm -rf $(NATIVE_BUILD)
+	cd $(TOP)/dmvpn_runtime && DMVPN_NATIVE=1 $(PY) setup.py -q build \
+	  --build-base $(NATIVE_BUILD)/tmp --build-lib $(NATIVE_BUILD)/lib
+	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m dmvpn_runtime.native --require | tail -1
+	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m pytest -m 'not slow' $(NATIVE_TESTS) $(PYTEST_ARGS)
+
 sanity: bootstrap
 	bash $(TOP)/scripts/sanity.sh
 
 # Runs every step even when one fails, prints a summary, fails if any step failed.
 test: bootstrap
 	@failed=0; summary=''; \
-	for step in lint unit sanity; do \
+	for step in lint unit unit-native sanity; do \
 	  echo "==== make $$step"; start=$$(date +%s); \
 	  if $(MAKE) --no-print-directory -C $(TOP) $$step BOOTSTRAPPED=1; then res=PASS; else res=FAIL; failed=1; fi; \
 	  summary+=$$(printf '  %-7s %-16s %4ss' "$$step" "$$res" "$$(( $$(date +%s) - start ))")$$'\n'; \
@@ -98,6 +118,7 @@ clean:
 	  $(TOP)/flexmesh-dmvpn-*.tar.gz
 	rm -rf "$${XDG_CACHE_HOME:-$$HOME/.cache}/flexmesh-dmvpn"
 	find $(TOP) -path $(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find $(TOP)/dmvpn_runtime/src -name '*.so' -delete  # make native's compiled core
 
 distclean: clean
 	rm -rf $(VENV)

@@ -37,6 +37,7 @@ base_packages=(
   iproute2 nftables iputils-ping tcpdump       # namespaces, links, filters, probes
   frr                    # reference NHRP/routing implementation for interop tests
   shellcheck             # used by the shellcheck test of ansible-test sanity
+  gcc python3-dev        # make native: mypyc compiles the protocol core to C
 )
 kernel_packages=(
   qemu-system-x86 busybox-static linux-image-amd64   # stock kernel under QEMU (virtme-ng)

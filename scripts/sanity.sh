@@ -46,7 +46,7 @@ if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 else
   tar -C "$top" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./.bootstrap \
     --exclude=./tests/output --exclude='__pycache__' --exclude='*.egg-info' \
-    --exclude='.pytest_cache' --exclude='.hypothesis' --exclude='.ruff_cache' --exclude='.mypy_cache' \
+    --exclude='*.so' --exclude='.pytest_cache' --exclude='.hypothesis' --exclude='.ruff_cache' --exclude='.mypy_cache' \
     -cf - . | tar -C "$collection" -xf -
 fi
 say "collection copied to $collection ($(find "$collection" -type f | wc -l) files)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 
+from dmvpn_runtime import native
 from dmvpn_runtime.bench.engine import _CollectorClock, main
 
 
@@ -17,6 +18,7 @@ def test_small_fleet_registers_and_resolves_completely(capsys) -> None:
     for key in ("registration_cpu_s", "resolutions_per_s", "peak_rss_mb"):
         assert result[key] > 0
     assert set(result["targets_met"]) == {"registration_cpu_s", "resolutions_per_s", "peak_rss_mb"}
+    assert result["compiled_core_modules"] == len(native.compiled_core())
     for phase in ("registration", "resolution", "resolution_answered"):
         assert 0 <= result[f"{phase}_gc_s"] <= result.get(f"{phase}_cpu_s", 60)
         assert result[f"{phase}_gc_collections"] >= 0

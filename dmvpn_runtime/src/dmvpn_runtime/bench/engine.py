@@ -37,7 +37,7 @@ import time
 from collections import deque
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from .. import gcpolicy
+from .. import gcpolicy, native
 from ..nhrp.engine import (
     Engine,
     EngineConfig,
@@ -273,6 +273,8 @@ def run(spokes: int, secret: bytes | None = None) -> dict:
         "resolution_answered_gc_collections": answered["gc"].collections,
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "python": sys.version.split()[0],
+        # how many of the protocol core's modules ran compiled (make native)
+        "compiled_core_modules": len(native.compiled_core()),
     }
 
 

@@ -1,4 +1,4 @@
-"""What the engine asks its drivers to do: frozen values, one class per kind of action.
+"""What the engine asks its drivers to do: values, one class per kind of action.
 
 Every input method of :class:`~.engine.Engine` returns a list of these, in the order they
 must be carried out (a mapping is added before the route that uses it, an SA is asked
@@ -13,7 +13,6 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from ..wire import Address, Packet
-from ..wire.model import slot_init, slot_maker
 
 Network = IPv4Network | IPv6Network
 
@@ -33,8 +32,7 @@ class MappingType(enum.StrEnum):
     NEGATIVE = "negative"  # "no binding": suppresses resolution for a while
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SendPacket:
     """Send ``data`` (an encoded NHRP packet) in GRE to NBMA address ``nbma``."""
 
@@ -43,8 +41,7 @@ class SendPacket:
     packet: Packet | None = field(default=None, compare=False, repr=False)  # for logs/tests
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AddMapping:
     """Overlay next hop ``proto`` is reached at ``nbma``; replaces any mapping of ``proto``."""
 
@@ -53,16 +50,14 @@ class AddMapping:
     type: MappingType
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RemoveMapping:
     proto: Address
     nbma: Address
     type: MappingType
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AddRoute:
     """Install (or replace) a route for ``prefix`` via overlay next hop ``via``."""
 
@@ -70,31 +65,27 @@ class AddRoute:
     via: Address
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RemoveRoute:
     prefix: Network
     via: Address
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class IpsecUp:
     """Bring (or keep) an SA up with NBMA peer ``nbma``; idempotent for the driver."""
 
     nbma: Address
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class IpsecDown:
     """No mapping uses ``nbma`` any more: the SA may go (seed, "Dynamic Mappings")."""
 
     nbma: Address
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ArmTimer:
     """Call ``Engine.timer_fired(now, key)`` at ``deadline``; replaces an earlier one."""
 
@@ -102,14 +93,12 @@ class ArmTimer:
     deadline: float
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CancelTimer:
     key: str
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ResolveName:
     """Resolve DNS ``name``; answer with ``Engine.name_resolved``."""
 
@@ -136,21 +125,13 @@ class EventKind(enum.StrEnum):
     DROP = "drop"
 
 
-@slot_init
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Event:
     """A structured log event; ``fields`` hold strings, numbers and booleans only."""
 
     kind: EventKind
     fields: dict[str, Any] = field(default_factory=dict)
 
-
-# The actions the engine builds for every resolution, made from all their fields
-# positionally (model.slot_maker): about half what their __init__ costs.
-make_send_packet = slot_maker(SendPacket)
-make_add_mapping = slot_maker(AddMapping)
-make_arm_timer = slot_maker(ArmTimer)
-make_event = slot_maker(Event)
 
 Action = (
     SendPacket

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Generic, TypeVar
 
+from ..kept import KEPT_HOST_CLASS
 from ..wire import Address
-from ..wire.codec import KeptIpObject
 from .actions import MappingType
 
 Network = IPv4Network | IPv6Network
@@ -57,41 +57,8 @@ def contains(prefix: Network, addr: Address) -> bool:
     ) == int(prefix.network_address)
 
 
-class _KeptHost(KeptIpObject):
-    """A host prefix that :func:`host` made and keeps (``_HOSTS``): it keeps its hash
-    (ipaddress's makes three more Python calls) and reads ``version`` and
-    ``max_prefixlen`` as class attributes with the same values, not property calls.
-    Shortcuts and prefix tables hash and read host prefixes several times per resolution.
-    The prefix length stays ipaddress's: a network made from this one through
-    ``self.__class__`` (``supernet()``) is of this class too, with its own length."""
-
-    __slots__ = ()
-
-    def __init__(self, network: object) -> None:
-        super().__init__(network)  # type: ignore[call-arg]
-        self._keep_hash()
-
-
-class _KeptIPv4Host(_KeptHost, IPv4Network):
-    __slots__ = ("__hash__",)
-    _plain = IPv4Network
-    version = 4
-    max_prefixlen = 32
-
-
-class _KeptIPv6Host(_KeptHost, IPv6Network):
-    __slots__ = ("__hash__",)
-    _plain = IPv6Network
-    version = 6
-    max_prefixlen = 128
-
-
 _HOSTS: dict[int, dict[int, Network]] = {4: {}, 6: {}}  # by version, then int (no hashing
 _HOSTS_MAX = 65536  # of an address object, which formats it as hex)
-_KEPT_HOST_CLASS: dict[int, type[_KeptIPv4Host] | type[_KeptIPv6Host]] = {
-    4: _KeptIPv4Host,
-    6: _KeptIPv6Host,
-}
 
 
 def host(addr: Address) -> Network:
@@ -104,7 +71,7 @@ def host(addr: Address) -> Network:
     if net is None:
         if len(hosts) >= _HOSTS_MAX:
             hosts.clear()
-        net = hosts[value] = _KEPT_HOST_CLASS[version]((value, addr.max_prefixlen))
+        net = hosts[value] = KEPT_HOST_CLASS[version]((value, addr.max_prefixlen))
     return net
 
 

@@ -28,19 +28,17 @@ from ..wire import (
     encode,
     intern_address,
 )
-from ..wire.model import make_packet
 from . import auth
 from .actions import (
     Action,
+    AddMapping,
+    Event,
     EventKind,
     IpsecDown,
     IpsecUp,
     MappingType,
     RemoveMapping,
     SendPacket,
-    make_add_mapping,
-    make_event,
-    make_send_packet,
 )
 from .cache import Cache, CacheEntry, PrefixTable, host
 from .config import EngineConfig
@@ -72,7 +70,7 @@ def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Pac
 
     Built from every field (``dataclasses.replace`` costs several times as much): this
     runs for every request an NHS forwards."""
-    return make_packet(
+    return Packet(
         pkt.type,
         pkt.afn,
         pkt.protocol_type,
@@ -228,7 +226,7 @@ class Core:
         """Send ``packet``; ``data``: its octets when already made (a :class:`Template`)."""
         if data is None:
             data = encode(packet)
-        self.out.append(make_send_packet(nbma, data, packet))
+        self.out.append(SendPacket(nbma, data, packet))
         self.stats.tx[packet.type] += 1
         return data
 
@@ -238,11 +236,11 @@ class Core:
         self.stats.tx[ptype] += 1
 
     def event(self, kind: EventKind, **fields: Any) -> None:
-        self.out.append(make_event(kind, fields))
+        self.out.append(Event(kind, fields))
 
     def drop(self, reason: Drop | str, src: Address | None = None, **fields: Any) -> None:
         self.stats.drops[reason] += 1
-        self.out.append(make_event(EventKind.DROP, {"reason": str(reason), "src": src, **fields}))
+        self.out.append(Event(EventKind.DROP, {"reason": str(reason), "src": src, **fields}))
 
     def extensions(self, *exts: Extension | None) -> tuple[Extension, ...]:
         """Our extension list: the given ones, authentication, End."""
@@ -306,7 +304,7 @@ class Core:
         """The reply to ``request``: its afn, protocol type, source and destination
         addresses (or ``dst_proto``) and request id (RFC 2332 §5.2.2, §5.2.4, §5.2.6), a
         fresh hop count, and its extensions echoed (:meth:`echo_extensions`)."""
-        return make_packet(
+        return Packet(
             ptype,
             request.afn,
             request.protocol_type,
@@ -336,7 +334,7 @@ class Core:
         if not users and entry.type is not _REGISTERED:
             self.out.append(IpsecUp(nbma))  # the client of a registration brought its own
         users.add(entry.proto)
-        self.out.append(make_add_mapping(entry.proto, nbma, entry.type))
+        self.out.append(AddMapping(entry.proto, nbma, entry.type))
         entry.installed = True
 
     def uninstall(self, entry: CacheEntry, remove: bool = True) -> None:

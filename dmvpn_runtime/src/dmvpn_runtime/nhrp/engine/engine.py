@@ -19,11 +19,11 @@ from .actions import (
     WAKE,
     Action,
     AddRoute,
+    ArmTimer,
     CancelTimer,
     EventKind,
     MappingType,
     RemoveRoute,
-    make_arm_timer,
 )
 from .auth import AllowAll, Authoriser
 from .cache import INSTALLED_TYPES, CacheEntry
@@ -484,7 +484,7 @@ class Engine:
             if deadline is None:
                 out.append(CancelTimer(WAKE))
             else:
-                out.append(make_arm_timer(WAKE, deadline))
+                out.append(ArmTimer(WAKE, deadline))
             self._armed = deadline
         return out
 

@@ -1,6 +1,7 @@
 """NHRP wire codec (RFC 2332 + draft-detienne-dmvpn): the model, decode and encode."""
 
-from .codec import Template, decode, encode, extension_offsets, intern_address
+from ..kept import intern_address
+from .codec import Template, decode, encode, extension_offsets
 from .constants import (
     Afn,
     CieCode,

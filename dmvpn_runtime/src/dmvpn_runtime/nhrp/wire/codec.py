@@ -11,9 +11,10 @@ import itertools
 import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from ...checksum import internet_checksum
+from ..kept import ADDRESS_CACHE
 from .constants import (
     AFN_ADDRESS_LEN,
     AUTH_TYPE_CLEARTEXT,
@@ -50,9 +51,6 @@ from .model import (
     ReverseTransitNhs,
     UnknownExtension,
     VendorPrivate,
-    make_packet,
-    slot_maker,
-    slot_setter,
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
@@ -97,102 +95,8 @@ _TRAFFIC_INDICATION = int(PacketType.TRAFFIC_INDICATION)
 # --- decode --------------------------------------------------------------------------
 
 
-class KeptIpObject:
-    """Base of the ipaddress objects that are made once and kept for reuse (the codec's
-    interned addresses, the engine's host prefixes, ``cache.host``): each computes its
-    hash once, where ipaddress computes it in Python on every hash (0.3 us for an
-    address, which it formats as hex). Equal to, hashing, printing and pickling like
-    the plain class (``_plain``). A subclass lists ``__hash__`` in its slots."""
-
-    __slots__ = ()
-    # The ipaddress class this one stands in for, whose methods are applied to ``self``
-    # (an instance of a subclass of both): a mixin's view mypy cannot express.
-    _plain: ClassVar[type[Any]]
-
-    def _keep_hash(self) -> None:
-        # The slot holds the bound ``__int__`` of the hash value: hash() finds the slot,
-        # calls that C method and gets the value back, with no Python frame (a method
-        # ``__hash__`` returning a kept value costs one, ~90 ns); the engine hashes these
-        # objects some 30 times per resolution. (mypy reads ``type[Any].__hash__`` as the
-        # metaclass's, which takes no argument.)
-        self.__hash__ = self._plain.__hash__(self).__int__  # type: ignore[method-assign,call-arg]
-
-    def __repr__(self) -> str:
-        return f"{self._plain.__name__}('{self}')"
-
-    def __reduce__(self) -> tuple:
-        return self._plain, (str(self),)
-
-
-class _Interned(KeptIpObject):
-    """An address the codec made from its octets and keeps (``_ADDRESS_CACHE``): it
-    keeps its hash and its octets. ipaddress packs it on every ``.packed`` (0.4 us); the
-    engine looks up addresses about 25 times per resolution and the encoder packs each
-    one it sends."""
-
-    __slots__ = ()
-    packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
-
-    def __init__(self, address: object) -> None:
-        """``address``: the octets, as the codec gives them, or anything the plain class
-        takes (ipaddress makes ``addr + 1`` and the like through ``self.__class__``)."""
-        super().__init__(address)  # type: ignore[call-arg]
-        self._keep_hash()
-        # A slot of the subclasses: beside ipaddress's slots, a base cannot have it.
-        self.packed = (  # type: ignore[misc]
-            address if address.__class__ is bytes else self._plain.packed.fget(self)
-        )
-
-
-# ``version`` and ``max_prefixlen`` as class attributes, shadowing ipaddress's properties
-# with the same values: read in C, where a property is a Python call (the engine reads
-# them about 15 times per resolution).
-
-
-class _InternedIPv4Address(_Interned, IPv4Address):
-    __slots__ = ("__hash__", "packed")
-    _plain = IPv4Address
-    version = 4
-    max_prefixlen = 32
-
-
-class _InternedIPv6Address(_Interned, IPv6Address):
-    __slots__ = ("__hash__", "packed")
-    _plain = IPv6Address
-    version = 6
-    max_prefixlen = 128
-
-
 _AFN_FAMILY = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
 _PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
-_ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
-
-
-class _AddressCache(dict[bytes, Address | None]):
-    """The interned addresses by their octets; ``[raw]`` makes and keeps a missing one,
-    so the decoder reads an address with one subscript (a hit costs what a plain dict's
-    does). The length names the family (4 or 16 octets, for NBMA and protocol addresses
-    alike: the decoder checks it first), and no octets at all read as no address."""
-
-    def __missing__(self, raw: bytes) -> Address | None:
-        if not raw:
-            return None
-        if len(self) >= _ADDRESS_CACHE_MAX:
-            self.clear()
-        addr = self[raw] = (_InternedIPv4Address if len(raw) == 4 else _InternedIPv6Address)(raw)
-        return addr
-
-
-_ADDRESS_CACHE: dict[bytes, Address | None] = _AddressCache()
-
-
-def intern_address(addr: Address) -> Address:
-    """The codec's own object for ``addr`` (equal to it): what decode returns for the
-    same octets. Addresses from configuration or a data plane interned this way hash
-    and pack fast, and dict lookups against decoded ones match on identity."""
-    if isinstance(addr, _Interned):
-        return addr
-    return _ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]  # octets: not None
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
@@ -228,28 +132,14 @@ _PROTO_OK = {proto: (0, PROTOCOL_ADDRESS_LEN[proto]) for proto in ProtocolType}
 # again; clearing (rather than evicting one by one) keeps a miss cheap.
 _MEMO_MAX = 4096
 
-# What the decoder builds, made straight from the values and the octets they came from
-# (model.slot_maker: 2.5x cheaper than the classes' __init__, and no _wire to set after).
-_make_cie = slot_maker(Cie)
-_make_end = slot_maker(End)
-_make_responder = slot_maker(ResponderAddress)
-_make_forward = slot_maker(ForwardTransitNhs)
-_make_reverse = slot_maker(ReverseTransitNhs)
-_make_cleartext = slot_maker(CleartextAuthentication)
-_make_keyed_hash = slot_maker(KeyedHashAuthentication)
-_make_vendor = slot_maker(VendorPrivate)
-_make_nat = slot_maker(NatAddress)
-_make_capabilities = slot_maker(DeviceCapabilities)
-_make_unknown = slot_maker(UnknownExtension)
-
 
 class _Decoder:
     """Decodes the parts of packets with one afn, protocol type and source protocol
     length, and remembers what it decoded by its octets: whole extension parts, single
     extensions and CIE lists. In practice many packets carry byte-identical ones (request
     templates, the NAT extension naming the hub, the hub's transit CIE; a reply's
-    responder CIE is its answer CIE), and the values are frozen, so sharing them is safe.
-    Errors are never remembered: they are raised again for the same bytes."""
+    responder CIE is its answer CIE), and values are never changed (model), so sharing
+    them is safe. Errors are never remembered: they are raised again for the same bytes."""
 
     __slots__ = (
         "afn",
@@ -276,7 +166,7 @@ class _Decoder:
         self.tlvs_seen: dict[bytes, Extension] = {}  # one extension, header included
         # Decoded values keep the octets they came from: encode(decode(b)) == b, so a
         # CIE or extension echoed or forwarded is not encoded again.
-        self.token = _ENCODERS[afn, proto, src_proto_len].token
+        self.token = _encoder(afn, proto, src_proto_len).token
 
     def cie(self, data: bytes, pos: int, end: int) -> tuple[Cie, int]:
         if pos + CIE_FIXED_LEN > end:
@@ -295,18 +185,18 @@ class _Decoder:
         nxt = body + nbma_len + proto_len
         if nxt > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE addresses run past its part")
-        cie = _make_cie(
+        cie = Cie(
             code,
             prefix,
             mtu,
             hold,
             pref,
-            _ADDRESS_CACHE[data[body : body + nbma_len]],
-            _ADDRESS_CACHE[data[body + nbma_len : nxt]],
+            ADDRESS_CACHE[data[body : body + nbma_len]],
+            ADDRESS_CACHE[data[body + nbma_len : nxt]],
             reserved,
-            data[pos:nxt],
-            self.token,
         )
+        cie._wire = data[pos:nxt]
+        cie._wire_ctx = self.token
         return cie, nxt
 
     def cie_list(self, data: bytes, pos: int, end: int) -> tuple[Cie, ...]:
@@ -337,50 +227,45 @@ class _Decoder:
         return cies[0]
 
     def extension(
-        self, data: bytes, ext_type: int, compulsory: bool, pos: int, end: int, tlv: bytes
+        self, data: bytes, ext_type: int, compulsory: bool, pos: int, end: int
     ) -> Extension:
-        """The extension whose value is data[pos:end] and octets (header included) ``tlv``."""
+        """The extension whose value is data[pos:end]."""
         length = end - pos
-        token = self.token
         if ext_type == _EXT_END:
-            return _make_end(compulsory, tlv, token)
+            return End(compulsory)
         if ext_type == _EXT_RESPONDER:
             cie = self.responder_cie(data, pos, end) if length else None
-            return _make_responder(cie, compulsory, tlv, token)
+            return ResponderAddress(cie, compulsory)
         if ext_type == _EXT_FORWARD:
-            return _make_forward(self.cie_list(data, pos, end), compulsory, tlv, token)
+            return ForwardTransitNhs(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_REVERSE:
-            return _make_reverse(self.cie_list(data, pos, end), compulsory, tlv, token)
+            return ReverseTransitNhs(self.cie_list(data, pos, end), compulsory)
         if ext_type == _EXT_AUTH:
-            return self.authentication(data, compulsory, pos, end, tlv)
+            return self.authentication(data, compulsory, pos, end)
         if ext_type == _EXT_VENDOR:
             if length < 3:
                 raise DecodeError(Reason.INVALID_EXTENSION, pos, "vendor-private shorter than OUI")
             vendor_id = int.from_bytes(data[pos : pos + 3], "big")
-            return _make_vendor(vendor_id, data[pos + 3 : end], compulsory, tlv, token)
+            return VendorPrivate(vendor_id, data[pos + 3 : end], compulsory)
         if ext_type == _EXT_NAT:
             # A CIE is at least 12 octets, so an 8-octet value is RFC 2735's (as Wireshark).
             if length == DEVICE_CAPABILITIES_LEN:
                 source, target = struct.unpack_from("!II", data, pos)
-                return _make_capabilities(source, target, compulsory, tlv, token)
-            return _make_nat(self.cie_list(data, pos, end), compulsory, tlv, token)
-        return _make_unknown(ext_type, data[pos:end], compulsory, tlv, token)
+                return DeviceCapabilities(source, target, compulsory)
+            return NatAddress(self.cie_list(data, pos, end), compulsory)
+        return UnknownExtension(ext_type, data[pos:end], compulsory)
 
-    def authentication(
-        self, data: bytes, compulsory: bool, pos: int, end: int, tlv: bytes
-    ) -> Extension:
+    def authentication(self, data: bytes, compulsory: bool, pos: int, end: int) -> Extension:
         if end - pos < 4:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "authentication shorter than 4")
         if _U32.unpack_from(data, pos)[0] == AUTH_TYPE_CLEARTEXT:
-            return _make_cleartext(data[pos + 4 : end], compulsory, tlv, self.token)
+            return CleartextAuthentication(data[pos + 4 : end], compulsory)
         reserved, spi = struct.unpack_from("!HH", data, pos)
         addr_end = pos + 4 + self.src_proto_len
         if addr_end > end:
             raise DecodeError(Reason.INVALID_EXTENSION, pos, "keyed-hash auth lacks source")
-        source = _ADDRESS_CACHE[data[pos + 4 : addr_end]]
-        return _make_keyed_hash(
-            spi, source, data[addr_end:end], reserved, compulsory, tlv, self.token
-        )
+        source = ADDRESS_CACHE[data[pos + 4 : addr_end]]
+        return KeyedHashAuthentication(spi, source, data[addr_end:end], reserved, compulsory)
 
     def extensions(self, data: bytes, pos: int, end: int) -> tuple[Extension, ...]:
         """The extension part data[pos:end]; its decoding reads nothing outside it."""
@@ -417,7 +302,9 @@ class _Decoder:
             ext = tlvs_seen.get(tlv)
             if ext is None:
                 compulsory = word >= EXT_COMPULSORY  # the top bit of the 16: a bool
-                ext = self.extension(data, ext_type, compulsory, value, value_end, tlv)
+                ext = self.extension(data, ext_type, compulsory, value, value_end)
+                ext._wire = tlv
+                ext._wire_ctx = self.token
                 _remember(tlvs_seen, tlv, ext)
             exts.append(ext)
             if ext_type == _EXT_END:
@@ -430,19 +317,6 @@ def _remember(memo: dict[_K, _T], key: _K, value: _T) -> _T:
         memo.clear()
     memo[key] = value
     return value
-
-
-class _PerFamily(dict[tuple[Afn, ProtocolType, int], "_Encoder"]):
-    """The encoders, one per (afn, protocol type, source protocol length) met (at most
-    2 * 2 * 2), made on first use: a plain subscript on the hot path."""
-
-    def __init__(self, make: Callable[[Afn, ProtocolType, int], _Encoder]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, key: tuple[Afn, ProtocolType, int]) -> _Encoder:
-        value = self[key] = self.make(*key)
-        return value
 
 
 # The decoders by (afn, protocol type, source protocol length), looked up with the
@@ -551,9 +425,9 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
     # The lengths are checked: one subscript each (empty octets read as None).
     src_at = pos + nbma_len
     dst_at = src_at + src_len
-    src_nbma = _ADDRESS_CACHE[data[pos:src_at]]
-    src_proto = _ADDRESS_CACHE[data[src_at:dst_at]]
-    dst_proto = _ADDRESS_CACHE[data[dst_at:addr_end]]
+    src_nbma = ADDRESS_CACHE[data[pos:src_at]]
+    src_proto = ADDRESS_CACHE[data[src_at:dst_at]]
+    dst_proto = ADDRESS_CACHE[data[dst_at:addr_end]]
 
     cies: tuple[Cie, ...] = ()
     payload = b""
@@ -578,7 +452,7 @@ def decode(data: bytes | bytearray | memoryview) -> Packet:
         extensions = dec.extensions_seen.get(data[extoff:pktsz]) or dec.extensions(
             data, extoff, pktsz
         )
-    return make_packet(
+    return Packet(
         ptype,
         dec.afn,
         dec.proto,
@@ -627,34 +501,11 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
         raise EncodeError(
             Reason.ADDRESS_LENGTH, 0, f"{what} {addr} is not {family.__name__} as the header says"
         )
-    return addr.packed  # kept by interned addresses (_Interned)
-
-
-# Values are frozen; the codec alone fills their ``_wire`` and ``_wire_ctx`` slots, through
-# the slot descriptors (half the cost of ``object.__setattr__``).
-_set_cie_wire: Callable[[Cie, bytes], None] = slot_setter(Cie, "_wire")
-_set_cie_wire_ctx: Callable[[Cie, int], None] = slot_setter(Cie, "_wire_ctx")
-_EXTENSION_WIRE_SETTERS: dict[
-    type, tuple[Callable[[Extension, bytes], None], Callable[[Extension, int], None]]
-] = {
-    cls: (slot_setter(cls, "_wire"), slot_setter(cls, "_wire_ctx"))
-    for cls in (
-        End,
-        ResponderAddress,
-        ForwardTransitNhs,
-        ReverseTransitNhs,
-        CleartextAuthentication,
-        KeyedHashAuthentication,
-        VendorPrivate,
-        NatAddress,
-        DeviceCapabilities,
-        UnknownExtension,
-    )
-}
+    return addr.packed  # kept by interned addresses (kept.py)
 
 
 # The field of each extension class whose contents a caller could change later: the
-# fields are frozen, but one may hold a list where the model says tuple, or a bytearray.
+# values are never changed, but one may hold a list where the model says tuple, or a bytearray.
 _CONTENTS = {
     ForwardTransitNhs: "cies",
     ReverseTransitNhs: "cies",
@@ -723,8 +574,8 @@ class _Encoder:
         )
         wire += nbma + proto
         out += wire
-        _set_cie_wire(cie, wire)
-        _set_cie_wire_ctx(cie, token)
+        cie._wire = wire
+        cie._wire_ctx = token
 
     def extension(self, out: bytearray, ext: Extension) -> None:
         """Append the extension, header included."""
@@ -782,7 +633,7 @@ class _Encoder:
     def extensions(self, out: bytearray, exts: tuple[Extension, ...]) -> None:
         """Append the extension part to the packet ``out``."""
         last_exts, last_octets = self.last_extensions
-        if exts is last_exts and last_octets:  # frozen values whose octets were all kept
+        if exts is last_exts and last_octets:  # values whose octets were all kept
             out += last_octets
             return
         token = self.token
@@ -800,9 +651,8 @@ class _Encoder:
             ext_start = len(out)
             self.extension(out, ext)
             if _immutable(ext):
-                set_wire, set_wire_ctx = _EXTENSION_WIRE_SETTERS[type(ext)]
-                set_wire(ext, bytes(out[ext_start:]))
-                set_wire_ctx(ext, token)
+                ext._wire = bytes(out[ext_start:])
+                ext._wire_ctx = token
             else:
                 kept = False
         if kept:  # the octets copied on a second sighting: most parts are encoded once
@@ -836,7 +686,16 @@ _VALUE_ENCODERS: dict[type, Callable[[_Encoder, bytearray, Any], None] | None] =
     UnknownExtension: _Encoder._unknown_value,
 }
 
-_ENCODERS: dict[tuple[Afn, ProtocolType, int], _Encoder] = _PerFamily(_Encoder)
+# The encoders, one per (afn, protocol type, source protocol length) met (at most
+# 2 * 2 * 2), made on first use (``_encoder``).
+_ENCODERS: dict[tuple[Afn, ProtocolType, int], _Encoder] = {}
+
+
+def _encoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Encoder:
+    enc = _ENCODERS.get((afn, proto, src_proto_len))
+    if enc is None:
+        enc = _ENCODERS[afn, proto, src_proto_len] = _Encoder(afn, proto, src_proto_len)
+    return enc
 
 
 # Model fields a packet type has no octets for: encode refuses them rather than drop them
@@ -890,7 +749,7 @@ def _encode(packet: Packet) -> bytes:
     src_nbma = _check_address(packet.src_nbma, _AFN_FAMILY[afn], "source NBMA")
     src_proto = _check_address(packet.src_proto, proto_family, "source protocol")
     dst_proto = _check_address(packet.dst_proto, proto_family, "destination protocol")
-    enc = _ENCODERS[afn, proto, len(src_proto)]
+    enc = _encoder(afn, proto, len(src_proto))
 
     out = bytearray(_PREAMBLE_LEN)  # the fixed header goes in last, with the lengths
     if ptype == _ERROR_INDICATION:
@@ -1010,7 +869,7 @@ class Template:
         out[self._dst_at : self._dst_at + len(dst)] = dst
         _U16.pack_into(out, _CHECKSUM_OFFSET, internet_checksum(out))
         octets = bytes(out)
-        packet = make_packet(
+        packet = Packet(
             p.type,
             p.afn,
             p.protocol_type,

@@ -1,0 +1,145 @@
+"""ipaddress objects made once and kept for reuse: the codec's interned addresses and
+the engine's host prefixes.
+
+They subclass ipaddress's classes, so a compiled build of the core (``make native``)
+leaves this module interpreted: mypyc compiles no subclass of a Python class.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, ClassVar
+
+Address = IPv4Address | IPv6Address
+
+
+class KeptIpObject:
+    """Base of the ipaddress objects that are made once and kept for reuse (the codec's
+    interned addresses, the engine's host prefixes, ``cache.host``): each computes its
+    hash once, where ipaddress computes it in Python on every hash (0.3 us for an
+    address, which it formats as hex). Equal to, hashing, printing and pickling like
+    the plain class (``_plain``). A subclass lists ``__hash__`` in its slots."""
+
+    __slots__ = ()
+    # The ipaddress class this one stands in for, whose methods are applied to ``self``
+    # (an instance of a subclass of both): a mixin's view mypy cannot express.
+    _plain: ClassVar[type[Any]]
+
+    def _keep_hash(self) -> None:
+        # The slot holds the bound ``__int__`` of the hash value: hash() finds the slot,
+        # calls that C method and gets the value back, with no Python frame (a method
+        # ``__hash__`` returning a kept value costs one, ~90 ns); the engine hashes these
+        # objects some 30 times per resolution. (mypy reads ``type[Any].__hash__`` as the
+        # metaclass's, which takes no argument.)
+        self.__hash__ = self._plain.__hash__(self).__int__  # type: ignore[method-assign,call-arg]
+
+    def __repr__(self) -> str:
+        return f"{self._plain.__name__}('{self}')"
+
+    def __reduce__(self) -> tuple:
+        return self._plain, (str(self),)
+
+
+class _Interned(KeptIpObject):
+    """An address the codec made from its octets and keeps (``ADDRESS_CACHE``): it
+    keeps its hash and its octets. ipaddress packs it on every ``.packed`` (0.4 us); the
+    engine looks up addresses about 25 times per resolution and the encoder packs each
+    one it sends."""
+
+    __slots__ = ()
+    packed: bytes  # a slot in the subclasses: read in C, where ipaddress's is a property
+
+    def __init__(self, address: object) -> None:
+        """``address``: the octets, as the codec gives them, or anything the plain class
+        takes (ipaddress makes ``addr + 1`` and the like through ``self.__class__``)."""
+        super().__init__(address)  # type: ignore[call-arg]
+        self._keep_hash()
+        # A slot of the subclasses: beside ipaddress's slots, a base cannot have it.
+        self.packed = (  # type: ignore[misc]
+            address if address.__class__ is bytes else self._plain.packed.fget(self)
+        )
+
+
+# ``version`` and ``max_prefixlen`` as class attributes, shadowing ipaddress's properties
+# with the same values: read in C, where a property is a Python call (the engine reads
+# them about 15 times per resolution).
+
+
+class _InternedIPv4Address(_Interned, IPv4Address):
+    __slots__ = ("__hash__", "packed")
+    _plain = IPv4Address
+    version = 4
+    max_prefixlen = 32
+
+
+class _InternedIPv6Address(_Interned, IPv6Address):
+    __slots__ = ("__hash__", "packed")
+    _plain = IPv6Address
+    version = 6
+    max_prefixlen = 128
+
+
+_ADDRESS_CACHE_MAX = 65536  # a hub sees each peer's few addresses again and again
+
+
+class _AddressCache(dict[bytes, Address | None]):
+    """The interned addresses by their octets; ``[raw]`` makes and keeps a missing one,
+    so the decoder reads an address with one subscript (a hit costs what a plain dict's
+    does). The length names the family (4 or 16 octets, for NBMA and protocol addresses
+    alike: the decoder checks it first), and no octets at all read as no address."""
+
+    def __missing__(self, raw: bytes) -> Address | None:
+        if not raw:
+            return None
+        if len(self) >= _ADDRESS_CACHE_MAX:
+            self.clear()
+        addr = self[raw] = (_InternedIPv4Address if len(raw) == 4 else _InternedIPv6Address)(raw)
+        return addr
+
+
+ADDRESS_CACHE: dict[bytes, Address | None] = _AddressCache()
+
+
+def intern_address(addr: Address) -> Address:
+    """The codec's own object for ``addr`` (equal to it): what decode returns for the
+    same octets. Addresses from configuration or a data plane interned this way hash
+    and pack fast, and dict lookups against decoded ones match on identity."""
+    if isinstance(addr, _Interned):
+        return addr
+    return ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]  # octets: not None
+
+
+class _KeptHost(KeptIpObject):
+    """A host prefix that ``cache.host`` made and keeps: it keeps its hash
+    (ipaddress's makes three more Python calls) and reads ``version`` and
+    ``max_prefixlen`` as class attributes with the same values, not property calls.
+    Shortcuts and prefix tables hash and read host prefixes several times per resolution.
+    The prefix length stays ipaddress's: a network made from this one through
+    ``self.__class__`` (``supernet()``) is of this class too, with its own length."""
+
+    __slots__ = ()
+
+    def __init__(self, network: object) -> None:
+        super().__init__(network)  # type: ignore[call-arg]
+        self._keep_hash()
+
+
+class _KeptIPv4Host(_KeptHost, IPv4Network):
+    __slots__ = ("__hash__",)
+    _plain = IPv4Network
+    version = 4
+    max_prefixlen = 32
+
+
+class _KeptIPv6Host(_KeptHost, IPv6Network):
+    __slots__ = ("__hash__",)
+    _plain = IPv6Network
+    version = 6
+    max_prefixlen = 128
+
+
+#: The kept host prefix class by IP version.
+KEPT_HOST_CLASS: dict[int, type[_KeptIPv4Host] | type[_KeptIPv6Host]] = {
+    4: _KeptIPv4Host,
+    6: _KeptIPv6Host,
+}
