@@ -5,6 +5,10 @@ a compiled build everything runs from source, with the same behaviour.
     python -m dmvpn_runtime.native [--require]
 
 lists the core's modules and how each runs; ``--require`` fails unless all are compiled.
+
+The core's dataclasses have their ``__init__`` written out: mypyc compiles a written one
+(about 70 ns to build a small value) but leaves the one ``dataclass`` generates to the
+interpreter (about 580 ns); from source the two cost the same.
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ from ipaddress import ip_address
 
 import pytest
 
-from dmvpn_runtime.nhrp.engine.actions import Event, EventKind, SendPacket
+from dmvpn_runtime.nhrp.engine.actions import (
+    AddMapping,
+    Event,
+    EventKind,
+    MappingType,
+    RemoveMapping,
+    SendPacket,
+)
 from dmvpn_runtime.nhrp.wire import (
     Cie,
     End,
@@ -54,6 +61,10 @@ def test_built_and_decoded_values_are_equal_hash_alike_and_pickle():
         assert pickle.loads(pickle.dumps(pkt)) == pkt == copy.deepcopy(pkt)
         with pytest.raises(AttributeError):
             pkt.bogus = 1  # type: ignore[attr-defined]  # slots: no stray attributes
+    add = AddMapping(ip_address("10.0.0.1"), ip_address("192.0.2.1"), MappingType.CACHED)
+    for action in (add, RemoveMapping(add.proto, add.nbma, add.type), Event(EventKind.DROP)):
+        assert pickle.loads(pickle.dumps(action)) == action == copy.deepcopy(action)
+    assert add != RemoveMapping(add.proto, add.nbma, add.type)  # same fields, other action
 
 
 def test_replace_gives_a_value_that_encodes_afresh():

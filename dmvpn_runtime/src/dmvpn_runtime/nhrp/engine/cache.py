@@ -82,6 +82,14 @@ class Binding:
     expires: float
     source: Address | None
 
+    def __init__(
+        self, nbma: Address, claimed_nbma: Address | None, expires: float, source: Address | None
+    ) -> None:
+        self.nbma = nbma
+        self.claimed_nbma = claimed_nbma
+        self.expires = expires
+        self.source = source
+
 
 @dataclass(slots=True, eq=False)
 class CacheEntry:
@@ -102,6 +110,42 @@ class CacheEntry:
     new: Binding | None = None
     learned: bool = False  # cached from a request we answered (not from a reply)
     created: float = 0.0
+
+    def __init__(
+        self,
+        proto: Address,
+        type: MappingType,
+        nbma: Address | None,
+        claimed_nbma: Address | None = None,
+        expires: float = math.inf,
+        prefix_length: int = 0,
+        unique: bool = False,
+        request_id: int = 0,
+        source: Address | None = None,
+        prefixes: tuple[Network, ...] = (),
+        installed: bool = False,
+        used: bool = False,
+        resolved_by: dict[Address, Address] | None = None,
+        new: Binding | None = None,
+        learned: bool = False,
+        created: float = 0.0,
+    ) -> None:
+        self.proto = proto
+        self.type = type
+        self.nbma = nbma
+        self.claimed_nbma = claimed_nbma
+        self.expires = expires
+        self.prefix_length = prefix_length
+        self.unique = unique
+        self.request_id = request_id
+        self.source = source
+        self.prefixes = prefixes
+        self.installed = installed
+        self.used = used
+        self.resolved_by = resolved_by
+        self.new = new
+        self.learned = learned
+        self.created = created
 
 
 class PrefixTable(Generic[V]):

@@ -98,6 +98,11 @@ class Peer:
     ipsec_up: bool = False
     identity: Any | None = None
 
+    def __init__(self, nbma: Address, ipsec_up: bool = False, identity: Any | None = None) -> None:
+        self.nbma = nbma
+        self.ipsec_up = ipsec_up
+        self.identity = identity
+
 
 class Core:
     __slots__ = (

@@ -39,6 +39,12 @@ class PendingPurge:
     attempts: int
     interval: float
 
+    def __init__(self, nbma: Address, data: bytes, attempts: int, interval: float) -> None:
+        self.nbma = nbma
+        self.data = data
+        self.attempts = attempts
+        self.interval = interval
+
 
 class Purger:
     __slots__ = ("core", "pending")

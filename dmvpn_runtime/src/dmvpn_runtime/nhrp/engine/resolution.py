@@ -82,6 +82,24 @@ class Pending:
     interval: float
     reason: str
 
+    def __init__(
+        self,
+        target: Address,
+        request_id: int,
+        nbma: Address,
+        data: bytes,
+        started: float,
+        interval: float,
+        reason: str,
+    ) -> None:
+        self.target = target
+        self.request_id = request_id
+        self.nbma = nbma
+        self.data = data
+        self.started = started
+        self.interval = interval
+        self.reason = reason
+
 
 class Resolver:
     __slots__ = ("_relayed_memo", "_templates", "by_id", "by_target", "core")

@@ -50,6 +50,30 @@ class Shortcut:
     refreshing: bool = False
     created: float = 0.0
 
+    def __init__(
+        self,
+        prefix: Network,
+        target: Address,
+        via: Address,
+        expires: float,
+        refresh_at: float,
+        route: bool = False,
+        host: bool = False,
+        used: bool = False,
+        refreshing: bool = False,
+        created: float = 0.0,
+    ) -> None:
+        self.prefix = prefix
+        self.target = target
+        self.via = via
+        self.expires = expires
+        self.refresh_at = refresh_at
+        self.route = route
+        self.host = host
+        self.used = used
+        self.refreshing = refreshing
+        self.created = created
+
 
 def mapping_only_prefix(prefix: Network, via: Address) -> bool:
     """Whether a shortcut for ``prefix`` via ``via`` is a mapping only (no route): the
