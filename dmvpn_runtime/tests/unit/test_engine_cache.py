@@ -17,6 +17,7 @@ from dmvpn_runtime.nhrp.engine.cache import (
     host,
     network,
 )
+from dmvpn_runtime.nhrp.kept import intern_address
 
 v4 = st.integers(0, 2**32 - 1).map(IPv4Address)
 v6 = st.integers(0, 2**128 - 1).map(IPv6Address)
@@ -111,11 +112,22 @@ def test_kept_host_prefixes_behave_as_plain_networks(addr) -> None:
         plain.max_prefixlen,
     )
     assert addr in kept and list(kept.hosts()) == list(plain.hosts())
+    assert kept.hosts()[0].__class__ is plain.hosts()[0].__class__  # a plain address
+    assert (kept.netmask, kept.hostmask, kept.broadcast_address, kept.num_addresses) == (
+        plain.netmask,
+        plain.hostmask,
+        plain.broadcast_address,
+        plain.num_addresses,
+    )
+    assert kept.network_address is intern_address(addr)  # the codec's, not another copy
     assert kept.subnet_of(plain) and not kept < plain and sorted([kept, plain]) == [plain, plain]
     # ipaddress makes related networks through self.__class__: they must be right too.
     wider = kept.supernet(prefixlen_diff=8)
     assert wider == plain.supernet(prefixlen_diff=8) and hash(wider) == hash(plain.supernet(8))
     assert wider.prefixlen == plain.prefixlen - 8 and addr in wider
+    assert list(wider.hosts()) == list(plain.supernet(8).hosts())
+    pair = kept.supernet()  # a /31 or /127: ipaddress's hosts() gives both addresses
+    assert list(pair.hosts()) == list(plain.supernet().hosts()) and len(list(pair.hosts())) == 2
     table: PrefixTable[str] = PrefixTable()
     table.insert(kept, "host")
     assert table.get(plain) == "host" and table.lookup(addr) == (kept, "host")

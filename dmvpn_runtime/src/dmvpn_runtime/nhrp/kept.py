@@ -118,15 +118,35 @@ class _KeptHost(KeptIpObject):
     ``self.__class__`` (``supernet()``) is of this class too, with its own length."""
 
     __slots__ = ()
+    _host_netmask: ClassVar[Any]  # the netmask of a host prefix, ipaddress's own object
 
     def __init__(self, network: object) -> None:
-        super().__init__(network)  # type: ignore[call-arg]
+        # ``net``: self as the ipaddress network class it is mixed into (see the subclasses)
+        net: Any = self
+        if isinstance(network, self._plain._address_class):
+            # The host prefix of an address (``cache.host``, once per peer): what
+            # ipaddress's __init__ leaves for one, without its parsing, a fresh copy of
+            # the address and the ``hosts`` closure it gives each host prefix (three
+            # more objects for the collector). A third of the cost.
+            net.network_address = intern_address(network)
+            net.netmask = self._host_netmask
+            net._prefixlen = net.max_prefixlen
+        else:
+            super().__init__(network)  # type: ignore[call-arg]
         self._keep_hash()
+
+    def hosts(self) -> Any:
+        """ipaddress's ``hosts()``: for a host prefix, the address (no closure here)."""
+        net: Any = self
+        if net._prefixlen == net.max_prefixlen:
+            return [self._plain._address_class(int(net.network_address))]
+        return self._plain.hosts(self)
 
 
 class _KeptIPv4Host(_KeptHost, IPv4Network):
     __slots__ = ("__hash__",)
     _plain = IPv4Network
+    _host_netmask = IPv4Network._make_netmask(32)[0]  # type: ignore[attr-defined]
     version = 4
     max_prefixlen = 32
 
@@ -134,6 +154,7 @@ class _KeptIPv4Host(_KeptHost, IPv4Network):
 class _KeptIPv6Host(_KeptHost, IPv6Network):
     __slots__ = ("__hash__",)
     _plain = IPv6Network
+    _host_netmask = IPv6Network._make_netmask(128)[0]  # type: ignore[attr-defined]
     version = 6
     max_prefixlen = 128
 

@@ -71,7 +71,7 @@ def host(addr: Address) -> Network:
     if net is None:
         if len(hosts) >= _HOSTS_MAX:
             hosts.clear()
-        net = hosts[value] = KEPT_HOST_CLASS[version]((value, addr.max_prefixlen))
+        net = hosts[value] = KEPT_HOST_CLASS[version](addr)
     return net
 
 
