@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import Any, Final
 
 from ..wire import Address, Packet
 from ..wire.model import Value
@@ -22,7 +22,7 @@ Network = IPv4Network | IPv6Network
 
 #: The one timer key the engine arms: it keeps its own timer queue and asks for a single
 #: wake-up at the earliest deadline (``ArmTimer`` replaces the previous one).
-WAKE = "engine"
+WAKE: Final = "engine"
 
 
 class MappingType(enum.StrEnum):

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from ..kept import KEPT_HOST_CLASS
 from ..wire import Address
@@ -24,20 +24,20 @@ from .actions import MappingType
 Network = IPv4Network | IPv6Network
 V = TypeVar("V")
 
-_MASKS = {
+_MASKS: Final = {
     4: [((1 << 32) - 1) ^ ((1 << (32 - n)) - 1) for n in range(33)],
     6: [((1 << 128) - 1) ^ ((1 << (128 - n)) - 1) for n in range(129)],
 }
 
 # Read per resolution an NHS serves: a module constant reads cheaper than an enum member.
-_REGISTERED = MappingType.REGISTERED
+_REGISTERED: Final = MappingType.REGISTERED
 
 #: Types the data plane is told about and that count as "using" an NBMA.
-INSTALLED_TYPES = frozenset(
+INSTALLED_TYPES: Final = frozenset(
     {MappingType.STATIC, MappingType.NHS, MappingType.REGISTERED, MappingType.CACHED}
 )
 #: Types an IPsec-down notice, a purge or a newer answer may remove.
-DYNAMIC_TYPES = frozenset({MappingType.REGISTERED, MappingType.CACHED, MappingType.NEGATIVE})
+DYNAMIC_TYPES: Final = frozenset({MappingType.REGISTERED, MappingType.CACHED, MappingType.NEGATIVE})
 
 
 def network(addr: Address, length: int) -> Network:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..wire import (
     Address,
@@ -57,12 +57,12 @@ if TYPE_CHECKING:
 
 Network = IPv4Network | IPv6Network
 
-PROTOCOL_OF_VERSION = {4: ProtocolType.IPV4, 6: ProtocolType.IPV6}
-_END = End()  # immutable: one for every packet
-_REGISTERED = MappingType.REGISTERED  # read per mapping: cheaper than an enum member on 3.11
+PROTOCOL_OF_VERSION: Final = {4: ProtocolType.IPV4, 6: ProtocolType.IPV6}
+_END: Final = End()  # immutable: one for every packet
+_REGISTERED: Final = MappingType.REGISTERED  # read per mapping: cheaper than an enum member on 3.11
 # The empty parts of every request: shared, so the codec encodes them once per process.
-EMPTY_REQUEST_EXTENSIONS = (ResponderAddress(), ForwardTransitNhs(), ReverseTransitNhs())
-EMPTY_NAT = NatAddress()
+EMPTY_REQUEST_EXTENSIONS: Final = (ResponderAddress(), ForwardTransitNhs(), ReverseTransitNhs())
+EMPTY_NAT: Final = NatAddress()
 
 
 def relayed(pkt: Packet, extensions: tuple[Extension, ...] | None = None) -> Packet:

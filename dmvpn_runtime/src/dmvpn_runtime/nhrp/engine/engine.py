@@ -10,7 +10,7 @@ nothing is due); call :meth:`Engine.timer_fired` at that time.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from ..wire import Address, DecodeError, ErrorCode, Packet, PacketType, decode, intern_address
 from ..wire.constants import ExtensionType
@@ -38,7 +38,7 @@ from .shortcut import Shortcuts
 from .stats import Drop
 from .views import CacheEntryView, NhsView, PeerView, RouteView, ShortcutView, expiry
 
-_REQUEST_REPLY_EXTS = frozenset(
+_REQUEST_REPLY_EXTS: Final = frozenset(
     {
         ExtensionType.END,
         ExtensionType.RESPONDER_ADDRESS,
@@ -47,8 +47,8 @@ _REQUEST_REPLY_EXTS = frozenset(
         ExtensionType.VENDOR_PRIVATE,  # RFC 2332 §5.3.3: may appear anywhere
     }
 )
-_PURGE_REPLY_EXTS = frozenset({ExtensionType.END, ExtensionType.VENDOR_PRIVATE})
-_ALLOWED_CACHE: dict[tuple[bool, bool], dict[PacketType, frozenset]] = {}
+_PURGE_REPLY_EXTS: Final = frozenset({ExtensionType.END, ExtensionType.VENDOR_PRIVATE})
+_ALLOWED_CACHE: Final[dict[tuple[bool, bool], dict[PacketType, frozenset]]] = {}
 
 
 def _allowed_reply_exts(with_auth: bool, nat: bool) -> dict[PacketType, frozenset]:
@@ -70,8 +70,8 @@ def _allowed_reply_exts(with_auth: bool, nat: bool) -> dict[PacketType, frozense
 
 
 # Requests whose unknown compulsory extensions are refused before their handler runs.
-_CHECKED_REQUESTS = (PacketType.REGISTRATION_REQUEST, PacketType.PURGE_REQUEST)
-_MAX_TIMER_ROUNDS = 64  # a handler may arm a timer that is already due; bound the loop
+_CHECKED_REQUESTS: Final = (PacketType.REGISTRATION_REQUEST, PacketType.PURGE_REQUEST)
+_MAX_TIMER_ROUNDS: Final = 64  # a handler may arm a timer that is already due; bound the loop
 
 
 class Engine:

@@ -17,6 +17,8 @@ that resolved the client through us is sent a Purge Request for the old binding.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..wire import (
     Address,
     Cie,
@@ -31,11 +33,11 @@ from .cache import CacheEntry, host, network
 from .core import Core
 from .stats import Drop
 
-MAX_RESOLVERS_PER_CLIENT = 4096  # bound on the purge fan-out memory per client
+MAX_RESOLVERS_PER_CLIENT: Final = 4096  # bound on the purge fan-out memory per client
 
-_HELD = CieCode.UNIQUE_ADDRESS_ALREADY_REGISTERED
-_PROHIBITED = CieCode.ADMINISTRATIVELY_PROHIBITED
-_RESOURCES = CieCode.INSUFFICIENT_RESOURCES
+_HELD: Final = CieCode.UNIQUE_ADDRESS_ALREADY_REGISTERED
+_PROHIBITED: Final = CieCode.ADMINISTRATIVELY_PROHIBITED
+_RESOURCES: Final = CieCode.INSUFFICIENT_RESOURCES
 
 
 class RegistrationServer:

@@ -23,6 +23,7 @@ path the request came (RFC 2332 §5.2.2); NHSs relay such replies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from ..wire import (
     Address,
@@ -64,12 +65,12 @@ from .timers import (
 
 # Enum members read per packet, as module constants (a class attribute read of an enum
 # member costs several times a global read on 3.11).
-_NEGATIVE = MappingType.NEGATIVE
-_REGISTERED = MappingType.REGISTERED
-_RESOLUTION_REQUEST = PacketType.RESOLUTION_REQUEST
-_RESOLUTION_REPLY = PacketType.RESOLUTION_REPLY
-_SUCCESS = CieCode.SUCCESS
-_FORWARD = ResolutionMode.FORWARD
+_NEGATIVE: Final = MappingType.NEGATIVE
+_REGISTERED: Final = MappingType.REGISTERED
+_RESOLUTION_REQUEST: Final = PacketType.RESOLUTION_REQUEST
+_RESOLUTION_REPLY: Final = PacketType.RESOLUTION_REPLY
+_SUCCESS: Final = CieCode.SUCCESS
+_FORWARD: Final = ResolutionMode.FORWARD
 
 
 @dataclass(slots=True, eq=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any
+from typing import Any, Final
 
 from ..wire import Address
 from . import auth
@@ -32,9 +32,9 @@ from .timers import PENDING_BINDING_TIMEOUT, SHORTCUT_REFRESH_AT
 Network = IPv4Network | IPv6Network
 
 # Enum members read per resolution, as module constants (cheaper reads on 3.11).
-_CACHED = MappingType.CACHED
-_NEGATIVE = MappingType.NEGATIVE
-_SHORTCUT_UP = EventKind.SHORTCUT_UP
+_CACHED: Final = MappingType.CACHED
+_NEGATIVE: Final = MappingType.NEGATIVE
+_SHORTCUT_UP: Final = EventKind.SHORTCUT_UP
 
 
 @dataclass(slots=True, eq=False)

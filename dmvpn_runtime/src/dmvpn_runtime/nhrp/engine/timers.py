@@ -8,45 +8,47 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from heapq import heappop, heappush
+from typing import Final
 
 # -- registration (RFC 2332 §5.2.3) ------------------------------------------------------
-DEFAULT_HOLDTIME = 7200  # FRR NHRPD_DEFAULT_HOLDTIME, Cisco default
-REFRESH_DIVISOR = 3  # re-register at holdtime/3 after a good reply (FRR nhrp_reg_reply)
-REGISTRATION_RETRY_FIRST = 2.0  # per-try timeout starts at 2 s, doubles (FRR nhrp_reg_timeout)
-REGISTRATION_RETRY_MAX = 64.0  # past 64 s: restart the SA and start again at 2 s (FRR)
-NHS_DOWN_AFTER_MISSES = 3  # FRR NHRP_UNREACHABLE_COUNT: then the next NHS by priority
+DEFAULT_HOLDTIME: Final = 7200  # FRR NHRPD_DEFAULT_HOLDTIME, Cisco default
+REFRESH_DIVISOR: Final = 3  # re-register at holdtime/3 after a good reply (FRR nhrp_reg_reply)
+# per-try timeout starts at 2 s, doubles (FRR nhrp_reg_timeout)
+REGISTRATION_RETRY_FIRST: Final = 2.0
+REGISTRATION_RETRY_MAX: Final = 64.0  # past 64 s: restart the SA and start again at 2 s (FRR)
+NHS_DOWN_AFTER_MISSES: Final = 3  # FRR NHRP_UNREACHABLE_COUNT: then the next NHS by priority
 
 # -- resolution (RFC 2332 §5.2.1, §5.2.0.1: a retransmission keeps its request id) -------
-RESOLUTION_RETRY_FIRST = 1.0  # FRR PR #16788
-RESOLUTION_RETRY_MAX = 7.0  # FRR: capped at purge_time/4
-RESOLUTION_GIVE_UP = 30.0  # FRR: a pending shortcut is dropped after 30 s
-NEGATIVE_CACHE = 30.0  # ours: "no binding" suppresses new requests this long (§5.2.2 NAK)
-NEGATIVE_CACHE_MAX = 120.0  # ours: upper bound for a NAK's holding time
+RESOLUTION_RETRY_FIRST: Final = 1.0  # FRR PR #16788
+RESOLUTION_RETRY_MAX: Final = 7.0  # FRR: capped at purge_time/4
+RESOLUTION_GIVE_UP: Final = 30.0  # FRR: a pending shortcut is dropped after 30 s
+NEGATIVE_CACHE: Final = 30.0  # ours: "no binding" suppresses new requests this long (§5.2.2 NAK)
+NEGATIVE_CACHE_MAX: Final = 120.0  # ours: upper bound for a NAK's holding time
 
 # -- shortcuts (seed "Dynamic Mappings"; FRR nhrp_shortcut.c) ----------------------------
-SHORTCUT_REFRESH_AT = 2 / 3  # of the holding time: refresh if used (FRR)
-PENDING_BINDING_TIMEOUT = 30.0  # a new binding waiting for IPsec is dropped (FRR pending)
+SHORTCUT_REFRESH_AT: Final = 2 / 3  # of the holding time: refresh if used (FRR)
+PENDING_BINDING_TIMEOUT: Final = 30.0  # a new binding waiting for IPsec is dropped (FRR pending)
 
 # -- purge (RFC 2332 §5.2.5: retransmit until a Purge Reply arrives) ---------------------
-PURGE_RETRY_FIRST = 1.0  # ours
-PURGE_ATTEMPTS = 4  # ours: 1 + 2 + 4 s, then give up (the binding expires anyway)
+PURGE_RETRY_FIRST: Final = 1.0  # ours
+PURGE_ATTEMPTS: Final = 4  # ours: 1 + 2 + 4 s, then give up (the binding expires anyway)
 
 # -- redirect (draft-detienne-dmvpn §4; FRR doc: hashlimit 4/minute, burst 1) ------------
-REDIRECT_INTERVAL = 15.0
-TRAFFIC_INDICATION_MAX_PAYLOAD = 128  # FRR's NFLOG copy range
+REDIRECT_INTERVAL: Final = 15.0
+TRAFFIC_INDICATION_MAX_PAYLOAD: Final = 128  # FRR's NFLOG copy range
 
 # -- packets ------------------------------------------------------------------------------
-DEFAULT_HOP_COUNT = 64  # FRR nhrp_packet_push
-REGISTRATION_HOP_COUNT = 1  # Cisco rejects 0 ("Packet Recved with 0 Hop counts", FRR #951)
-TRAFFIC_INDICATION_HOP_COUNT = 1  # as registrations (FRR)
-ERROR_PAYLOAD_MAX = 512  # ours: how much of an offending packet an Error Indication quotes
+DEFAULT_HOP_COUNT: Final = 64  # FRR nhrp_packet_push
+REGISTRATION_HOP_COUNT: Final = 1  # Cisco rejects 0 ("Packet Recved with 0 Hop counts", FRR #951)
+TRAFFIC_INDICATION_HOP_COUNT: Final = 1  # as registrations (FRR)
+ERROR_PAYLOAD_MAX: Final = 512  # ours: how much of an offending packet an Error Indication quotes
 
 # -- DNS (seed Req. 6: hubs may move; spokes resolve their NBMA by name) -----------------
-DNS_RETRY = 10.0  # ours: a name that did not resolve is asked again
+DNS_RETRY: Final = 10.0  # ours: a name that did not resolve is asked again
 
 
 # Marks a heap entry that was cancelled or re-armed (its key slot is blanked with it).
-_GONE = object()
+_GONE: Final = object()
 
 
 class TimerQueue:

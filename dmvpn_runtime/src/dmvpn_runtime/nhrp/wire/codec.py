@@ -11,7 +11,7 @@ import itertools
 import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ...checksum import internet_checksum
 from ..kept import ADDRESS_CACHE
@@ -54,49 +54,49 @@ from .model import (
 )
 
 # afn, pro.type, pro.snap, hopcnt, pktsz, chksum, extoff, op.version, op.type, shtl, sstl
-_HEADER = struct.Struct("!HH5sBHHHBBBB")
+_HEADER: Final = struct.Struct("!HH5sBHHHBBBB")
 # The fixed header and the mandatory part of types 1-6 in one (types 7 and 8 have unused(16),
 # code(16), offset/unused(16) where flags and request id are); pro.snap as 1 + 4 octets.
-_PREAMBLE = struct.Struct("!HHBIBHHHBBBBBBHI")
-_PREAMBLE_LEN = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN
+_PREAMBLE: Final = struct.Struct("!HHBIBHHHBBBBBBHI")
+_PREAMBLE_LEN: Final = FIXED_HEADER_LEN + MANDATORY_FIXED_LEN
 # src proto len, dst proto len, flags, request id (types 1-6)
-_MANDATORY = struct.Struct("!BBHI")
+_MANDATORY: Final = struct.Struct("!BBHI")
 # src proto len, dst proto len, unused, code, offset/unused (types 7 and 8)
-_MANDATORY_7_8 = struct.Struct("!BBHHH")
+_MANDATORY_7_8: Final = struct.Struct("!BBHHH")
 # code, prefix len, unused, mtu, holding time, cli addr t/l, cli subaddr t/l, cli proto len, pref
-_CIE = struct.Struct("!BBHHHBBBB")
-_EXT = struct.Struct("!HH")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
+_CIE: Final = struct.Struct("!BBHHHBBBB")
+_EXT: Final = struct.Struct("!HH")
+_U16: Final = struct.Struct("!H")
+_U32: Final = struct.Struct("!I")
 _K = TypeVar("_K")
 _T = TypeVar("_T")
 
-_PACKET_TYPES = {int(t): t for t in PacketType}
-_AFNS = {int(a): a for a in Afn}
-_PROTOCOLS = {int(p): p for p in ProtocolType}
-_CHECKSUM_OFFSET = 12
-_ADDR_TL_RESERVED = 0x80
-_ADDR_TL_E164 = 0x40
-_ADDR_LEN_MASK = 0x3F
+_PACKET_TYPES: Final = {int(t): t for t in PacketType}
+_AFNS: Final = {int(a): a for a in Afn}
+_PROTOCOLS: Final = {int(p): p for p in ProtocolType}
+_CHECKSUM_OFFSET: Final = 12
+_ADDR_TL_RESERVED: Final = 0x80
+_ADDR_TL_E164: Final = 0x40
+_ADDR_LEN_MASK: Final = 0x3F
 
 # Plain ints for the comparisons on the decode path: reading an IntEnum member costs
 # about 70 ns on Python 3.11, an int constant about 20.
-_EXT_END = int(ExtensionType.END)
-_EXT_RESPONDER = int(ExtensionType.RESPONDER_ADDRESS)
-_EXT_FORWARD = int(ExtensionType.FORWARD_TRANSIT_NHS)
-_EXT_REVERSE = int(ExtensionType.REVERSE_TRANSIT_NHS)
-_EXT_AUTH = int(ExtensionType.AUTHENTICATION)
-_EXT_VENDOR = int(ExtensionType.VENDOR_PRIVATE)
-_EXT_NAT = int(ExtensionType.NAT_ADDRESS)
-_ERROR_INDICATION = int(PacketType.ERROR_INDICATION)
-_TRAFFIC_INDICATION = int(PacketType.TRAFFIC_INDICATION)
+_EXT_END: Final = int(ExtensionType.END)
+_EXT_RESPONDER: Final = int(ExtensionType.RESPONDER_ADDRESS)
+_EXT_FORWARD: Final = int(ExtensionType.FORWARD_TRANSIT_NHS)
+_EXT_REVERSE: Final = int(ExtensionType.REVERSE_TRANSIT_NHS)
+_EXT_AUTH: Final = int(ExtensionType.AUTHENTICATION)
+_EXT_VENDOR: Final = int(ExtensionType.VENDOR_PRIVATE)
+_EXT_NAT: Final = int(ExtensionType.NAT_ADDRESS)
+_ERROR_INDICATION: Final = int(PacketType.ERROR_INDICATION)
+_TRAFFIC_INDICATION: Final = int(PacketType.TRAFFIC_INDICATION)
 
 
 # --- decode --------------------------------------------------------------------------
 
 
-_AFN_FAMILY = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
-_PROTO_FAMILY = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
+_AFN_FAMILY: Final = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
+_PROTO_FAMILY: Final = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
@@ -124,13 +124,13 @@ def _proto_length(length: int, proto: ProtocolType, offset: int, what: str) -> i
 
 
 # The valid address lengths (and NBMA type/length octets) by afn and protocol type.
-_NBMA_OK = {afn: (0, AFN_ADDRESS_LEN[afn]) for afn in Afn}
-_PROTO_OK = {proto: (0, PROTOCOL_ADDRESS_LEN[proto]) for proto in ProtocolType}
+_NBMA_OK: Final = {afn: (0, AFN_ADDRESS_LEN[afn]) for afn in Afn}
+_PROTO_OK: Final = {proto: (0, PROTOCOL_ADDRESS_LEN[proto]) for proto in ProtocolType}
 
 
 # Bound of each memo below: a hub sees the same few extension parts and CIEs again and
 # again; clearing (rather than evicting one by one) keeps a miss cheap.
-_MEMO_MAX = 4096
+_MEMO_MAX: Final = 4096
 
 
 class _Decoder:
@@ -321,7 +321,7 @@ def _remember(memo: dict[_K, _T], key: _K, value: _T) -> _T:
 
 # The decoders by (afn, protocol type, source protocol length), looked up with the
 # header's plain ints (equal to the enum members, and hashing alike).
-_DECODERS: dict[tuple[int, int, int], _Decoder] = {}
+_DECODERS: Final[dict[tuple[int, int, int], _Decoder]] = {}
 
 
 def _decoder(afn_v: int, pro_v: int, src_len: int) -> _Decoder:
@@ -506,7 +506,7 @@ def _check_address(addr: Address | None, family: type, what: str) -> bytes:
 
 # The field of each extension class whose contents a caller could change later: the
 # values are never changed, but one may hold a list where the model says tuple, or a bytearray.
-_CONTENTS = {
+_CONTENTS: Final = {
     ForwardTransitNhs: "cies",
     ReverseTransitNhs: "cies",
     NatAddress: "cies",
@@ -523,8 +523,8 @@ def _immutable(ext: Extension) -> bool:
     return name is None or isinstance(getattr(ext, name), (tuple, bytes))
 
 
-_ENCODER_TOKENS = itertools.count()
-_EMPTY_EXT_HEADER = bytes(EXT_HEADER_LEN)
+_ENCODER_TOKENS: Final = itertools.count()
+_EMPTY_EXT_HEADER: Final = bytes(EXT_HEADER_LEN)
 
 
 class _Encoder:
@@ -659,7 +659,7 @@ class _Encoder:
             self.last_extensions = (exts, bytes(out[start:]) if exts is last_exts else b"")
 
 
-_KNOWN_EXT_TYPES = frozenset(
+_KNOWN_EXT_TYPES: Final = frozenset(
     {
         ExtensionType.END,
         ExtensionType.RESPONDER_ADDRESS,
@@ -673,7 +673,7 @@ _KNOWN_EXT_TYPES = frozenset(
 
 # One subscript finds an extension's value encoder, each typed for its class (an if-chain
 # on type(ext) reads fields mypy cannot narrow); None: End, which has no value.
-_VALUE_ENCODERS: dict[type, Callable[[_Encoder, bytearray, Any], None] | None] = {
+_VALUE_ENCODERS: Final[dict[type, Callable[[_Encoder, bytearray, Any], None] | None]] = {
     End: None,
     ResponderAddress: _Encoder._responder_value,
     ForwardTransitNhs: _Encoder._cies_value,
@@ -688,7 +688,7 @@ _VALUE_ENCODERS: dict[type, Callable[[_Encoder, bytearray, Any], None] | None] =
 
 # The encoders, one per (afn, protocol type, source protocol length) met (at most
 # 2 * 2 * 2), made on first use (``_encoder``).
-_ENCODERS: dict[tuple[Afn, ProtocolType, int], _Encoder] = {}
+_ENCODERS: Final[dict[tuple[Afn, ProtocolType, int], _Encoder]] = {}
 
 
 def _encoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Encoder:
@@ -700,7 +700,7 @@ def _encoder(afn: Afn, proto: ProtocolType, src_proto_len: int) -> _Encoder:
 
 # Model fields a packet type has no octets for: encode refuses them rather than drop them
 # silently (which would break decode(encode(x)) == x).
-_NOT_ON_WIRE: dict[PacketType, tuple[str, ...]] = {
+_NOT_ON_WIRE: Final[dict[PacketType, tuple[str, ...]]] = {
     ptype: ("error_code", "error_offset", "traffic_code", "payload", "reserved")
     for ptype in PacketType
 }
@@ -714,7 +714,7 @@ _NOT_ON_WIRE[PacketType.TRAFFIC_INDICATION] = (
 )
 
 
-_INDICATIONS = (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION)
+_INDICATIONS: Final = (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION)
 
 
 def encode(packet: Packet) -> bytes:
@@ -820,7 +820,7 @@ def _encode(packet: Packet) -> bytes:
 
 # --- templates -----------------------------------------------------------------------
 
-_REQUEST_ID_OFFSET = FIXED_HEADER_LEN + 4  # after the two lengths and the flags
+_REQUEST_ID_OFFSET: Final = FIXED_HEADER_LEN + 4  # after the two lengths and the flags
 
 
 class Template:

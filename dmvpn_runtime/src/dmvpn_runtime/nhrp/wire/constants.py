@@ -7,17 +7,18 @@ Every value here is the one the RFC gives; where common implementations differ
 from __future__ import annotations
 
 import enum
+from typing import Final
 
-NHRP_VERSION = 1  # RFC 2332 §5.1 ar$op.version
-GRE_PROTO_NHRP = 0x2001  # ETH_P_NHRP, the GRE protocol type NHRP rides in
-FIXED_HEADER_LEN = 20  # RFC 2332 §5.1
-MANDATORY_FIXED_LEN = 8  # src/dst proto len, flags, request id (§5.2.0.1)
-CIE_FIXED_LEN = 12  # RFC 2332 §5.2.0.1
-EXT_HEADER_LEN = 4  # C|u|type (16) + length (16), RFC 2332 §5.3
-MAX_PACKET_LEN = 0xFFFF
+NHRP_VERSION: Final = 1  # RFC 2332 §5.1 ar$op.version
+GRE_PROTO_NHRP: Final = 0x2001  # ETH_P_NHRP, the GRE protocol type NHRP rides in
+FIXED_HEADER_LEN: Final = 20  # RFC 2332 §5.1
+MANDATORY_FIXED_LEN: Final = 8  # src/dst proto len, flags, request id (§5.2.0.1)
+CIE_FIXED_LEN: Final = 12  # RFC 2332 §5.2.0.1
+EXT_HEADER_LEN: Final = 4  # C|u|type (16) + length (16), RFC 2332 §5.3
+MAX_PACKET_LEN: Final = 0xFFFF
 # Offsets of fixed-header fields an Error Indication may point at (RFC 2332 §5.1).
-HOP_COUNT_OFFSET = 9  # ar$hopcnt
-EXTENSION_OFFSET_OFFSET = 14  # ar$extoff: "the extensions", when the one wanted is absent
+HOP_COUNT_OFFSET: Final = 9  # ar$hopcnt
+EXTENSION_OFFSET_OFFSET: Final = 14  # ar$extoff: "the extensions", when the one wanted is absent
 
 
 class PacketType(enum.IntEnum):
@@ -49,8 +50,8 @@ class ProtocolType(enum.IntEnum):
     IPV6 = 0x86DD
 
 
-AFN_ADDRESS_LEN = {Afn.IPV4: 4, Afn.IPV6: 16}
-PROTOCOL_ADDRESS_LEN = {ProtocolType.IPV4: 4, ProtocolType.IPV6: 16}
+AFN_ADDRESS_LEN: Final = {Afn.IPV4: 4, Afn.IPV6: 16}
+PROTOCOL_ADDRESS_LEN: Final = {ProtocolType.IPV4: 4, ProtocolType.IPV6: 16}
 
 
 class CieCode(enum.IntEnum):
@@ -95,18 +96,18 @@ class ExtensionType(enum.IntEnum):
     MOBILE_NHC_AUTHENTICATION = 10  # RFC 2520, kept opaque
 
 
-EXT_COMPULSORY = 0x8000
-EXT_RESERVED_BIT = 0x4000
-EXT_TYPE_MASK = 0x3FFF
-DEVICE_CAPABILITIES_LEN = 8  # RFC 2735: src + target capabilities, 4 octets each
+EXT_COMPULSORY: Final = 0x8000
+EXT_RESERVED_BIT: Final = 0x4000
+EXT_TYPE_MASK: Final = 0x3FFF
+DEVICE_CAPABILITIES_LEN: Final = 8  # RFC 2735: src + target capabilities, 4 octets each
 
 # Authentication extension (type 7) forms.
-AUTH_TYPE_CLEARTEXT = 1  # Cisco IOS / FRR / opennhrp: u32 type 1 + password
-AUTH_CLEARTEXT_MAX_SECRET = 8  # Cisco truncates "ip nhrp authentication" to 8 octets
+AUTH_TYPE_CLEARTEXT: Final = 1  # Cisco IOS / FRR / opennhrp: u32 type 1 + password
+AUTH_CLEARTEXT_MAX_SECRET: Final = 8  # Cisco truncates "ip nhrp authentication" to 8 octets
 
 
 # Per packet type: bit -> JSON name. Unknown bits are shown as hex so nothing is lost.
-FLAG_NAMES: dict[PacketType, dict[int, str]] = {
+FLAG_NAMES: Final[dict[PacketType, dict[int, str]]] = {
     PacketType.RESOLUTION_REQUEST: {
         0x8000: "router",
         0x4000: "authoritative",
@@ -123,13 +124,13 @@ FLAG_NAMES[PacketType.REGISTRATION_REPLY] = FLAG_NAMES[PacketType.REGISTRATION_R
 FLAG_NAMES[PacketType.PURGE_REPLY] = FLAG_NAMES[PacketType.PURGE_REQUEST]
 
 # Per-type flag bit values for the engine's readability.
-RES_FLAG_ROUTER = 0x8000
-RES_FLAG_AUTHORITATIVE = 0x4000
-RES_FLAG_STABLE_DEST = 0x2000
-RES_FLAG_UNIQUE = 0x1000
-RES_FLAG_STABLE_SOURCE = 0x0800
-REG_FLAG_UNIQUE = 0x8000
-PURGE_FLAG_NO_REPLY = 0x8000
-FLAG_NAT_CAPABLE = 0x0002
+RES_FLAG_ROUTER: Final = 0x8000
+RES_FLAG_AUTHORITATIVE: Final = 0x4000
+RES_FLAG_STABLE_DEST: Final = 0x2000
+RES_FLAG_UNIQUE: Final = 0x1000
+RES_FLAG_STABLE_SOURCE: Final = 0x0800
+REG_FLAG_UNIQUE: Final = 0x8000
+PURGE_FLAG_NO_REPLY: Final = 0x8000
+FLAG_NAT_CAPABLE: Final = 0x0002
 
-UNIQUE_PREFIX_LENGTH = 0xFF  # RFC 2332 §5.2.3: a unique registration uses prefix 0xFF
+UNIQUE_PREFIX_LENGTH: Final = 0xFF  # RFC 2332 §5.2.3: a unique registration uses prefix 0xFF
