@@ -4,7 +4,8 @@ a compiled build everything runs from source, with the same behaviour.
 
     python -m dmvpn_runtime.native [--require]
 
-lists the core's modules and how each runs; ``--require`` fails unless all are compiled.
+lists the core's modules and how each runs; ``--require`` fails unless all are compiled
+and none is older than its source.
 
 The core's dataclasses have their ``__init__`` written out: mypyc compiles a written one
 (about 70 ns to build a small value) but leaves the one ``dataclass`` generates to the
@@ -17,6 +18,7 @@ import argparse
 import importlib
 import importlib.machinery
 import sys
+from pathlib import Path
 from types import ModuleType
 
 # Pure computation on the hot path of every packet. Not here: ``nhrp.kept`` (subclasses
@@ -68,16 +70,42 @@ def compiled_core() -> list[str]:
     return [name for name in CORE_MODULES if is_compiled(importlib.import_module(name))]
 
 
+def stale_core() -> list[str]:
+    """Compiled core modules whose source beside them is newer than the compiled file: an
+    in-place build (``make native``) that was not redone after an edit, so the edit does
+    not run. Python loads a compiled module before its source."""
+    stale = []
+    for name in compiled_core():
+        built = Path(sys.modules[name].__file__ or "")
+        source = built.parent / (name.rsplit(".", 1)[1] + ".py")
+        if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
+            stale.append(name)
+    return stale
+
+
+def describe() -> str:
+    """How the protocol core runs, for logs and status: "compiled", or "source" (with how
+    many modules are compiled all the same, if any: a build that is out of date)."""
+    compiled = len(compiled_core())
+    stale = len(stale_core())
+    if stale:
+        return f"compiled, but {stale} module(s) older than the source: run make native again"
+    if compiled == len(CORE_MODULES):
+        return "compiled"
+    return f"source, {compiled} of {len(CORE_MODULES)} modules compiled" if compiled else "source"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dmvpn_runtime.native", description=__doc__)
     parser.add_argument("--require", action="store_true", help="fail unless all are compiled")
     args = parser.parse_args(argv)
-    compiled = set(compiled_core())
+    compiled, stale = set(compiled_core()), set(stale_core())
     for name in CORE_MODULES:
-        module = sys.modules[name]
-        print(f"{'compiled' if name in compiled else 'source  '}  {name}  ({module.__file__})")
-    print(f"{len(compiled)} of {len(CORE_MODULES)} core modules compiled")
-    return 1 if args.require and len(compiled) != len(CORE_MODULES) else 0
+        how = "stale   " if name in stale else "compiled" if name in compiled else "source  "
+        print(f"{how}  {name}  ({sys.modules[name].__file__})")
+    print(f"{len(compiled)} of {len(CORE_MODULES)} core modules compiled", end="")
+    print(f", {len(stale)} older than their source (make native again)" if stale else "")
+    return 1 if args.require and (len(compiled) != len(CORE_MODULES) or stale) else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ which of them run compiled."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import types
 from pathlib import Path
 
 import dmvpn_runtime
@@ -39,3 +42,30 @@ def test_the_report_lists_each_module_and_require_fails_on_a_source_run(capsys):
     assert all(name in out for name in native.CORE_MODULES)
     assert status == (0 if len(compiled) == len(native.CORE_MODULES) else 1)
     assert native.main([]) == 0
+
+
+def test_describe_says_how_the_core_runs():
+    compiled = len(native.compiled_core())
+    expected = {0: "source", len(native.CORE_MODULES): "compiled"}.get(
+        compiled, f"source, {compiled} of {len(native.CORE_MODULES)} modules compiled"
+    )
+    assert native.describe() == expected
+
+
+def test_a_compiled_module_older_than_its_source_is_reported_stale(tmp_path, monkeypatch):
+    """An in-place build not redone after an edit would run the old code: say so."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    suffix = native._EXTENSION_SUFFIXES[0]
+    built, source = package / f"mod{suffix}", package / "mod.py"
+    built.write_bytes(b"")
+    source.write_text("# edited after the build\n")
+    os.utime(built, (1_000_000, 1_000_000))
+    module = types.ModuleType("pkg.mod")
+    module.__file__ = str(built)
+    monkeypatch.setitem(sys.modules, "pkg.mod", module)
+    monkeypatch.setattr(native, "compiled_core", lambda: ["pkg.mod"])
+    assert native.stale_core() == ["pkg.mod"]
+    assert native.describe().startswith("compiled, but 1 module(s) older than the source")
+    os.utime(built)  # rebuilt: newer than the source again
+    assert native.stale_core() == []

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from typing import Any
 
-from .. import dataplane, gcpolicy
+from .. import dataplane, gcpolicy, native
 from ..dataplane import DataPlane, DataPlaneConfig, DataPlaneError
 from ..dataplane.base import ROUTE_PROTO
 from ..dataplane.routes import RouteWatcher
@@ -100,10 +100,11 @@ class Daemon:
             gcpolicy.apply()  # what exists now lives as long as the process
             self._gc = gcpolicy.Housekeeping(time.monotonic())
             log.info(
-                "dmvpnd %s up: role %s, data plane %s",
+                "dmvpnd %s up: role %s, data plane %s, protocol core %s",
                 self.config.tunnel,
                 self.config["role"],
                 self.plane.kind,
+                native.describe(),
             )
             while self._running:
                 self._step()
@@ -400,6 +401,7 @@ class Daemon:
             "pid": os.getpid(),
             "config": self.config.file,
             "multicast_targets": sorted(str(a) for a in self.multicast),
+            "protocol_core": native.describe(),
         }
 
     def stats(self) -> dict[str, Any]:
