@@ -17,7 +17,7 @@ from dmvpn_runtime.nhrp.engine.cache import (
     host,
     network,
 )
-from dmvpn_runtime.nhrp.kept import intern_address
+from dmvpn_runtime.nhrp.wire import intern_address
 
 v4 = st.integers(0, 2**32 - 1).map(IPv4Address)
 v6 = st.integers(0, 2**128 - 1).map(IPv6Address)

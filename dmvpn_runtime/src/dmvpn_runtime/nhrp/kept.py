@@ -40,7 +40,7 @@ class KeptIpObject:
         return self._plain, (str(self),)
 
 
-class _Interned(KeptIpObject):
+class Interned(KeptIpObject):
     """An address the codec made from its octets and keeps (``ADDRESS_CACHE``): it
     keeps its hash and its octets. ipaddress packs it on every ``.packed`` (0.4 us); the
     engine looks up addresses about 25 times per resolution and the encoder packs each
@@ -65,14 +65,14 @@ class _Interned(KeptIpObject):
 # them about 15 times per resolution).
 
 
-class _InternedIPv4Address(_Interned, IPv4Address):
+class _InternedIPv4Address(Interned, IPv4Address):
     __slots__ = ("__hash__", "packed")
     _plain = IPv4Address
     version = 4
     max_prefixlen = 32
 
 
-class _InternedIPv6Address(_Interned, IPv6Address):
+class _InternedIPv6Address(Interned, IPv6Address):
     __slots__ = ("__hash__", "packed")
     _plain = IPv6Address
     version = 6
@@ -100,15 +100,6 @@ class _AddressCache(dict[bytes, Address | None]):
 ADDRESS_CACHE: dict[bytes, Address | None] = _AddressCache()
 
 
-def intern_address(addr: Address) -> Address:
-    """The codec's own object for ``addr`` (equal to it): what decode returns for the
-    same octets. Addresses from configuration or a data plane interned this way hash
-    and pack fast, and dict lookups against decoded ones match on identity."""
-    if isinstance(addr, _Interned):
-        return addr
-    return ADDRESS_CACHE[addr.packed]  # type: ignore[return-value]  # octets: not None
-
-
 class _KeptHost(KeptIpObject):
     """A host prefix that ``cache.host`` made and keeps: it keeps its hash
     (ipaddress's makes three more Python calls) and reads ``version`` and
@@ -128,7 +119,10 @@ class _KeptHost(KeptIpObject):
             # ipaddress's __init__ leaves for one, without its parsing, a fresh copy of
             # the address and the ``hosts`` closure it gives each host prefix (three
             # more objects for the collector). A third of the cost.
-            net.network_address = intern_address(network)
+            # the codec's interned object for the address (wire.intern_address)
+            net.network_address = (
+                network if isinstance(network, Interned) else ADDRESS_CACHE[network.packed]
+            )
             net.netmask = self._host_netmask
             net._prefixlen = net.max_prefixlen
         else:

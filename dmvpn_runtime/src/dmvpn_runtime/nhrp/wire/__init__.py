@@ -1,7 +1,6 @@
 """NHRP wire codec (RFC 2332 + draft-detienne-dmvpn): the model, decode and encode."""
 
-from ..kept import intern_address
-from .codec import Template, decode, encode, extension_offsets
+from .codec import Template, decode, encode, extension_offsets, intern_address
 from .constants import (
     Afn,
     CieCode,

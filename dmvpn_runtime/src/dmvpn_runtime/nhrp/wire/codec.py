@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final, TypeVar
 
 from ...checksum import internet_checksum
-from ..kept import ADDRESS_CACHE
+from ..kept import ADDRESS_CACHE, Interned
 from .constants import (
     AFN_ADDRESS_LEN,
     AUTH_TYPE_CLEARTEXT,
@@ -97,6 +97,19 @@ _TRAFFIC_INDICATION: Final = int(PacketType.TRAFFIC_INDICATION)
 
 _AFN_FAMILY: Final = {Afn.IPV4: IPv4Address, Afn.IPV6: IPv6Address}
 _PROTO_FAMILY: Final = {ProtocolType.IPV4: IPv4Address, ProtocolType.IPV6: IPv6Address}
+
+
+def intern_address(addr: Address) -> Address:
+    """The codec's own object for ``addr`` (equal to it): what decode returns for the
+    same octets. Addresses from configuration or a data plane interned this way hash
+    and pack fast, and dict lookups against decoded ones match on identity. (Here, not
+    in nhrp.kept: the engine calls it for every input, and this module is compiled.)"""
+    if isinstance(addr, Interned):
+        return addr
+    interned = ADDRESS_CACHE[addr.packed]
+    if interned is None:  # only no octets at all read as no address
+        raise ValueError(f"not an address: {addr!r}")
+    return interned
 
 
 def _nbma_length(tl: int, afn: Afn, offset: int, what: str) -> int:
