@@ -112,19 +112,17 @@ class _KeptHost(KeptIpObject):
     _host_netmask: ClassVar[Any]  # the netmask of a host prefix, ipaddress's own object
 
     def __init__(self, network: object) -> None:
-        # ``net``: self as the ipaddress network class it is mixed into (see the subclasses)
-        net: Any = self
         if isinstance(network, self._plain._address_class):
             # The host prefix of an address (``cache.host``, once per peer): what
-            # ipaddress's __init__ leaves for one, without its parsing, a fresh copy of
-            # the address and the ``hosts`` closure it gives each host prefix (three
-            # more objects for the collector). A third of the cost.
-            # the codec's interned object for the address (wire.intern_address)
-            net.network_address = (
-                network if isinstance(network, Interned) else ADDRESS_CACHE[network.packed]
-            )
-            net.netmask = self._host_netmask
-            net._prefixlen = net.max_prefixlen
+            # ipaddress's __init__ leaves for one (in the instance dict: ipaddress's
+            # networks have one), without its parsing, a fresh copy of the address and the
+            # ``hosts`` closure it gives each host prefix (three more objects for the
+            # collector). A third of the cost. The address is the codec's interned one.
+            interned = network if isinstance(network, Interned) else ADDRESS_CACHE[network.packed]
+            state = self.__dict__  # pylint: disable=no-member  # the network class's dict
+            state["network_address"] = interned
+            state["netmask"] = self._host_netmask
+            state["_prefixlen"] = self._plain._max_prefixlen
         else:
             super().__init__(network)  # type: ignore[call-arg]
         self._keep_hash()
