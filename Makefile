@@ -70,9 +70,13 @@ unit: bootstrap
 # The protocol core (codec and engine) compiled with mypyc: dmvpn_runtime/setup.py,
 # dmvpn_runtime.native. `native` builds in place, where Python finds the compiled modules
 # before the source (`make clean` removes them); `unit-native` builds into build/native
-# and runs the core's tests against that build, requiring every core module compiled.
+# and runs the core's tests against that build (and one mesh of daemons), requiring every
+# core module compiled.
 NATIVE_BUILD := $(TOP)/build/native
 NATIVE_TESTS := dmvpn_runtime/tests/unit dmvpn_runtime/tests/simulation dmvpn_runtime/tests/conformance
+# and one mesh of real dmvpnd daemons in namespaces, which inherit PYTHONPATH: Phase 3 end
+# to end, checking that each daemon reports the compiled core
+NATIVE_MESH_TEST := dmvpn_runtime/tests/integration/mesh/test_phase3.py::test_first_packets_cross_the_hub_then_a_shortcut_takes_over
 
 native: bootstrap
 	cd $(TOP)/dmvpn_runtime && DMVPN_NATIVE=1 $(PY) setup.py -q build_ext --inplace
@@ -84,6 +88,7 @@ unit-native: bootstrap
 	  --build-base $(NATIVE_BUILD)/tmp --build-lib $(NATIVE_BUILD)/lib
 	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m dmvpn_runtime.native --require | tail -1
 	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m pytest -m 'not slow' $(NATIVE_TESTS) $(PYTEST_ARGS)
+	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m pytest $(NATIVE_MESH_TEST) $(PYTEST_ARGS)
 
 sanity: bootstrap
 	bash $(TOP)/scripts/sanity.sh

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dmvpn_runtime import native
 from dmvpn_runtime.lab import Lab
 from dmvpn_runtime.nhrp.engine.timers import REDIRECT_INTERVAL, RESOLUTION_RETRY_FIRST
 
@@ -212,6 +213,10 @@ class BackgroundPing:
 def test_first_packets_cross_the_hub_then_a_shortcut_takes_over(lab_factory) -> None:
     lab = lab_factory()  # the shipped lab: spoke1 and spoke2 prefer hub1 (priority 0)
     wait_registered(lab, ["spoke1", "spoke2"], list(HUBS))
+    # The daemons run the protocol core this process runs: compiled under make
+    # unit-native, which runs this test against the compiled build too.
+    for node in (*HUBS, "spoke1", "spoke2"):
+        assert ctl(lab, node, "show", "status")["protocol_core"] == native.describe(), node
     src, dst = lan_address(lab, "spoke1"), lan_address(lab, "spoke2")
     spokes = ("spoke1", "spoke2")
     hubs_before = hub_counters(lab, spokes)
