@@ -111,6 +111,11 @@ class _KeptHost(KeptIpObject):
     __slots__ = ()
     _host_netmask: ClassVar[Any]  # the netmask of a host prefix, ipaddress's own object
 
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        plain = cls._plain
+        cls._host_netmask = plain._make_netmask(plain._max_prefixlen)[0]
+
     def __init__(self, network: object) -> None:
         if isinstance(network, self._plain._address_class):
             # The host prefix of an address (``cache.host``, once per peer): what
@@ -138,7 +143,6 @@ class _KeptHost(KeptIpObject):
 class _KeptIPv4Host(_KeptHost, IPv4Network):
     __slots__ = ("__hash__",)
     _plain = IPv4Network
-    _host_netmask = IPv4Network._make_netmask(32)[0]  # type: ignore[attr-defined]
     version = 4
     max_prefixlen = 32
 
@@ -146,7 +150,6 @@ class _KeptIPv4Host(_KeptHost, IPv4Network):
 class _KeptIPv6Host(_KeptHost, IPv6Network):
     __slots__ = ("__hash__",)
     _plain = IPv6Network
-    _host_netmask = IPv6Network._make_netmask(128)[0]  # type: ignore[attr-defined]
     version = 6
     max_prefixlen = 128
 
