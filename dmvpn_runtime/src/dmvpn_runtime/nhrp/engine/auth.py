@@ -93,10 +93,9 @@ def check(packet: Packet, secret: bytes | None) -> Drop | None:
     if secret is None:
         return None
     for ext in packet.extensions:
-        # ``__class__ is``: no call (isinstance and type() are one each), and mypy narrows it
-        if ext.__class__ is CleartextAuthentication:
+        if isinstance(ext, CleartextAuthentication):
             return None if ext.secret == secret else Drop.AUTH_MISMATCH
-        if ext.__class__ is KeyedHashAuthentication:
+        if isinstance(ext, KeyedHashAuthentication):
             return Drop.AUTH_MISMATCH  # we speak the Cisco form only
     return Drop.AUTH_MISSING
 

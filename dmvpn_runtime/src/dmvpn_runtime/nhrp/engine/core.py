@@ -278,16 +278,15 @@ class Core:
         out: list[Extension] = []
         authed = False
         for ext in exts:
-            cls = ext.__class__
-            if cls is ResponderAddress:
+            if isinstance(ext, ResponderAddress):
                 if responder is not None:
                     out.append(responder)
-            elif cls is NatAddress:
+            elif isinstance(ext, NatAddress):
                 if natx is not None:
                     out.append(natx)
-            elif cls is ForwardTransitNhs or cls is ReverseTransitNhs:
+            elif isinstance(ext, (ForwardTransitNhs, ReverseTransitNhs)):
                 out.append(ext)
-            elif cls is CleartextAuthentication and self.auth_ext is not None:
+            elif isinstance(ext, CleartextAuthentication) and self.auth_ext is not None:
                 out.append(self.auth_ext)
                 authed = True
         if self.auth_ext is not None and not authed:

@@ -450,8 +450,7 @@ class Resolver:
         first_hop = True
         exts = []
         for ext in pkt.extensions:
-            # ``__class__ is``: no call (isinstance and type() are one each), and mypy narrows it
-            if ext.__class__ is ForwardTransitNhs:
+            if isinstance(ext, ForwardTransitNhs):
                 crossed = ext.cies
                 for c in crossed:
                     if c.client_proto == own or c.client_nbma == core.nbma:
@@ -459,7 +458,7 @@ class Resolver:
                         return None
                 first_hop = not crossed
                 ext = ForwardTransitNhs((*crossed, core.responder[pt]), ext.compulsory)
-            elif ext.__class__ is CleartextAuthentication:
+            elif isinstance(ext, CleartextAuthentication):
                 if core.auth_ext is None:
                     continue
                 ext = core.auth_ext
@@ -641,10 +640,9 @@ def _first_hop_and_nat(pkt: Packet) -> tuple[bool, NatAddress | None]:
     transit: ForwardTransitNhs | None = None
     natx: NatAddress | None = None
     for ext in pkt.extensions:
-        # ``__class__ is``: no call (isinstance and type() are one each), and mypy narrows it
-        if ext.__class__ is ForwardTransitNhs:
+        if isinstance(ext, ForwardTransitNhs):
             if transit is None:
                 transit = ext
-        elif ext.__class__ is NatAddress and natx is None:
+        elif isinstance(ext, NatAddress) and natx is None:
             natx = ext
     return transit is None or not transit.cies, natx

@@ -184,6 +184,9 @@ class _Decoder:
     def cie(self, data: bytes, pos: int, end: int) -> tuple[Cie, int]:
         if pos + CIE_FIXED_LEN > end:
             raise DecodeError(Reason.CIE_OVERRUN, pos, "CIE header runs past its part")
+        nbma_tl: int
+        sub_tl: int
+        proto_len: int
         code, prefix, reserved, mtu, hold, nbma_tl, sub_tl, proto_len, pref = _CIE.unpack_from(
             data, pos
         )
@@ -296,6 +299,8 @@ class _Decoder:
                 if pos == end:
                     raise DecodeError(Reason.MISSING_END, pos, "extensions end without End")
                 raise DecodeError(Reason.EXTENSION_OVERRUN, pos, "extension header truncated")
+            word: int
+            length: int
             word, length = _EXT.unpack_from(data, pos)
             if word & EXT_RESERVED_BIT:
                 raise DecodeError(Reason.RESERVED_NONZERO, pos, "extension u bit set")
@@ -375,13 +380,29 @@ def _checksum_ok(data: bytes) -> bool:
 
 def decode(data: bytes | bytearray | memoryview) -> Packet:
     """Decode one NHRP packet (bytes after the GRE header). Octets past ar$pktsz are ignored."""
-    if data.__class__ is not bytes:
+    if not isinstance(data, bytes):
         data = bytes(data)
     size = len(data)
     if size < FIXED_HEADER_LEN:
         raise DecodeError(Reason.TRUNCATED, size, f"fixed header needs 20, got {size}")
     # Shorter than the mandatory part: zeros are read there, and the size checks fail.
     head = data if size >= _PREAMBLE_LEN else data + bytes(_PREAMBLE_LEN - size)
+    # Declared: struct gives Any, which compiled code compares and adds as objects.
+    afn_v: int
+    pro_v: int
+    snap_high: int
+    snap_low: int
+    hops: int
+    pktsz: int
+    extoff: int
+    version: int
+    type_v: int
+    shtl: int
+    sstl: int
+    src_len: int
+    dst_len: int
+    flags: int
+    request_id: int
     (
         afn_v,
         pro_v,
@@ -593,7 +614,7 @@ class _Encoder:
     def extension(self, out: bytearray, ext: Extension) -> None:
         """Append the extension, header included."""
         try:
-            encode_value = _VALUE_ENCODERS[ext.__class__]
+            encode_value = _VALUE_ENCODERS[type(ext)]
         except KeyError:
             raise EncodeError(Reason.INVALID_FIELD, 0, f"not an extension: {ext!r}") from None
         start = len(out)

@@ -19,7 +19,7 @@ import builtins
 import dataclasses
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from .constants import (
     Afn,
@@ -31,6 +31,16 @@ from .constants import (
 Address = IPv4Address | IPv6Address
 
 _E = TypeVar("_E")  # an extension class (Packet.find)
+
+# The extension type numbers, read by each class's ``type``: a module constant is a C
+# static in a compiled build, where a class attribute of an enum is a lookup by name.
+_END: Final = ExtensionType.END
+_RESPONDER_ADDRESS: Final = ExtensionType.RESPONDER_ADDRESS
+_FORWARD_TRANSIT_NHS: Final = ExtensionType.FORWARD_TRANSIT_NHS
+_REVERSE_TRANSIT_NHS: Final = ExtensionType.REVERSE_TRANSIT_NHS
+_AUTHENTICATION: Final = ExtensionType.AUTHENTICATION
+_VENDOR_PRIVATE: Final = ExtensionType.VENDOR_PRIVATE
+_NAT_ADDRESS: Final = ExtensionType.NAT_ADDRESS
 
 
 class Value:
@@ -107,7 +117,7 @@ class End(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.END
+        return _END
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -127,7 +137,7 @@ class ResponderAddress(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.RESPONDER_ADDRESS
+        return _RESPONDER_ADDRESS
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -154,7 +164,7 @@ class ForwardTransitNhs(_TransitNhs):
 
     @property
     def type(self) -> int:
-        return ExtensionType.FORWARD_TRANSIT_NHS
+        return _FORWARD_TRANSIT_NHS
 
 
 class ReverseTransitNhs(_TransitNhs):
@@ -164,7 +174,7 @@ class ReverseTransitNhs(_TransitNhs):
 
     @property
     def type(self) -> int:
-        return ExtensionType.REVERSE_TRANSIT_NHS
+        return _REVERSE_TRANSIT_NHS
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -184,7 +194,7 @@ class CleartextAuthentication(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.AUTHENTICATION
+        return _AUTHENTICATION
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -221,7 +231,7 @@ class KeyedHashAuthentication(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.AUTHENTICATION
+        return _AUTHENTICATION
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -243,7 +253,7 @@ class VendorPrivate(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.VENDOR_PRIVATE
+        return _VENDOR_PRIVATE
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -267,7 +277,7 @@ class NatAddress(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.NAT_ADDRESS
+        return _NAT_ADDRESS
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -289,7 +299,7 @@ class DeviceCapabilities(Value):
 
     @property
     def type(self) -> int:
-        return ExtensionType.NAT_ADDRESS
+        return _NAT_ADDRESS
 
 
 @dataclass(slots=True, unsafe_hash=True)
