@@ -9,8 +9,14 @@ Python services do (Instagram's ``gc.freeze``):
 
 - after start-up the objects that live as long as the process (modules, config, engine,
   data plane) are frozen: never scanned again;
-- young objects are collected every :data:`YOUNG_THRESHOLD` net allocations instead of
-  700: short-lived cycles (an exception and its frames) still go quickly;
+- young objects are collected every :data:`YOUNG_THRESHOLD` net allocations, close to
+  CPython's 700: short-lived cycles (an exception and its frames) go quickly, and each
+  collection scans objects made so recently that they are still in the CPU's caches.
+  Each object that lives on is scanned once by a young collection whatever the
+  threshold; at 50,000 (this module's first choice) those scans missed the caches. In
+  the forwarded phase of ``bench engine`` at 10,000 spokes, young collections took
+  0.14 s at 50,000 and 0.035 s at 1,000, and each pause fell from about 25 ms to about
+  0.1 ms;
 - the middle and old generations, where the state lives, are left to
   :class:`Housekeeping`: a full collection every :data:`FULL_INTERVAL` seconds, so cyclic
   garbage that got old stays bounded in time (0.12 s of CPU per interval measured
@@ -25,8 +31,10 @@ from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 50_000
-MIDDLE_COLLECTIONS = 1000  # young collections before a middle one: left to housekeeping
+YOUNG_THRESHOLD = 1000
+# Young collections before a middle one: 50 million allocations, out of reach (the
+# middle generation holds the state; housekeeping collects it).
+MIDDLE_COLLECTIONS = 50_000
 OLD_COLLECTIONS = 1000
 FULL_INTERVAL = 600.0  # seconds
 

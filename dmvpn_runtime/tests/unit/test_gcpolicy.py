@@ -39,3 +39,19 @@ def test_housekeeping_collects_cycles_only_when_due():
     assert house.tick(100.0 + gcpolicy.FULL_INTERVAL - 1) is None
     assert house.tick(100.0 + gcpolicy.FULL_INTERVAL) >= 2
     assert house.tick(100.0 + gcpolicy.FULL_INTERVAL + 1) is None  # next one 600 s later
+
+
+def test_young_collections_run_often_and_leave_the_state_to_housekeeping():
+    """State built up after start-up is scanned by frequent young collections (short
+    pauses, on objects still in the CPU's caches) and never by an automatic middle or
+    full collection: those would rescan all of it."""
+    thresholds = gcpolicy.apply()
+    try:
+        before = [generation["collections"] for generation in gc.get_stats()]
+        state = [[index] for index in range(200_000)]  # tracked, and alive: like cache entries
+        after = [generation["collections"] for generation in gc.get_stats()]
+    finally:
+        gcpolicy.restore(thresholds)
+    assert len(state) == 200_000
+    assert after[0] - before[0] >= 200_000 // gcpolicy.YOUNG_THRESHOLD // 2
+    assert after[1:] == before[1:]

@@ -123,11 +123,15 @@ class _KeptHost(KeptIpObject):
             # networks have one), without its parsing, a fresh copy of the address and the
             # ``hosts`` closure it gives each host prefix (three more objects for the
             # collector). A third of the cost. The address is the codec's interned one.
+            # Set as attributes, never through ``__dict__``: CPython keeps them inside the
+            # object until its dict is asked for (one object fewer for the collector).
+            # object.__setattr__ because pylint takes them for missing slots: ipaddress's
+            # networks have a dict.
             interned = network if isinstance(network, Interned) else ADDRESS_CACHE[network.packed]
-            state = self.__dict__  # pylint: disable=no-member  # the network class's dict
-            state["network_address"] = interned
-            state["netmask"] = self._host_netmask
-            state["_prefixlen"] = self._plain._max_prefixlen
+            set_attribute = object.__setattr__
+            set_attribute(self, "network_address", interned)
+            set_attribute(self, "netmask", self._host_netmask)
+            set_attribute(self, "_prefixlen", self._plain._max_prefixlen)
         else:
             super().__init__(network)  # type: ignore[call-arg]
         self._keep_hash()
