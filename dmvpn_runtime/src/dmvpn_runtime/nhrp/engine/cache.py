@@ -159,13 +159,15 @@ class PrefixTable(Generic[V]):
         self._lens: dict[int, list[int]] = {}
 
     def insert(self, net: Network, value: V) -> None:
-        tables = self._tables.get(net.version)
+        # Each read once: on ipaddress's own networks they are Python properties.
+        version, length = net.version, net.prefixlen
+        tables = self._tables.get(version)
         if tables is None:
-            tables = self._tables[net.version] = {}
-        table = tables.get(net.prefixlen)
+            tables = self._tables[version] = {}
+        table = tables.get(length)
         if table is None:
-            table = tables[net.prefixlen] = {}
-            self._lens[net.version] = sorted(tables, reverse=True)
+            table = tables[length] = {}
+            self._lens[version] = sorted(tables, reverse=True)
         table[int(net.network_address)] = (net, value)
 
     def _table(self, net: Network) -> dict[int, tuple[Network, V]] | None:
