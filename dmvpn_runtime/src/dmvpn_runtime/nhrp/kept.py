@@ -101,39 +101,26 @@ ADDRESS_CACHE: dict[bytes, Address | None] = _AddressCache()
 
 
 class _KeptHost(KeptIpObject):
-    """A host prefix that ``cache.host`` made and keeps: it keeps its hash
-    (ipaddress's makes three more Python calls) and reads ``version`` and
+    """A host prefix that ``cache.host`` made (:func:`kept_host`) and keeps: it keeps its
+    hash (ipaddress's makes three more Python calls) and reads ``version`` and
     ``max_prefixlen`` as class attributes with the same values, not property calls.
     Shortcuts and prefix tables hash and read host prefixes several times per resolution.
     The prefix length stays ipaddress's: a network made from this one through
-    ``self.__class__`` (``supernet()``) is of this class too, with its own length."""
+    ``self.__class__`` (``supernet()``), which comes through ``__init__``, is of this
+    class too, with its own length."""
 
     __slots__ = ()
     _host_netmask: ClassVar[Any]  # the netmask of a host prefix, ipaddress's own object
+    _all_ones: ClassVar[int]  # that netmask as an int
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
         plain = cls._plain
         cls._host_netmask = plain._make_netmask(plain._max_prefixlen)[0]
+        cls._all_ones = int(cls._host_netmask)
 
     def __init__(self, network: object) -> None:
-        if isinstance(network, self._plain._address_class):
-            # The host prefix of an address (``cache.host``, once per peer): what
-            # ipaddress's __init__ leaves for one (in the instance dict: ipaddress's
-            # networks have one), without its parsing, a fresh copy of the address and the
-            # ``hosts`` closure it gives each host prefix (three more objects for the
-            # collector). A third of the cost. The address is the codec's interned one.
-            # Set as attributes, never through ``__dict__``: CPython keeps them inside the
-            # object until its dict is asked for (one object fewer for the collector).
-            # object.__setattr__ because pylint takes them for missing slots: ipaddress's
-            # networks have a dict.
-            interned = network if isinstance(network, Interned) else ADDRESS_CACHE[network.packed]
-            set_attribute = object.__setattr__
-            set_attribute(self, "network_address", interned)
-            set_attribute(self, "netmask", self._host_netmask)
-            set_attribute(self, "_prefixlen", self._plain._max_prefixlen)
-        else:
-            super().__init__(network)  # type: ignore[call-arg]
+        super().__init__(network)  # type: ignore[call-arg]
         self._keep_hash()
 
     def hosts(self) -> Any:
@@ -163,3 +150,25 @@ KEPT_HOST_CLASS: dict[int, type[_KeptIPv4Host] | type[_KeptIPv6Host]] = {
     4: _KeptIPv4Host,
     6: _KeptIPv6Host,
 }
+
+
+def kept_host(address: Address, value: int) -> Any:
+    """The host prefix of ``address``, an interned address whose integer is ``value``
+    (``cache.host``, once per peer). Made without ipaddress's ``__init__``: only what
+    that leaves for a host prefix, without its parsing, a fresh copy of the address and
+    the ``hosts`` closure it gives each one (three more objects for the collector), and
+    the hash as ipaddress's ``__hash__`` computes it (``int(network_address) ^
+    int(netmask)``) with no Python call. One Python call in all, where ``__init__`` made
+    six; a test holds the result to ipaddress's own network."""
+    cls: Any = KEPT_HOST_CLASS[address.version]
+    net = cls.__new__(cls)
+    # Set as attributes, never through ``__dict__``: CPython keeps them inside the
+    # object until its dict is asked for (one object fewer for the collector).
+    # object.__setattr__ because pylint takes them for missing slots: ipaddress's
+    # networks have a dict.
+    set_attribute = object.__setattr__
+    set_attribute(net, "network_address", address)
+    set_attribute(net, "netmask", cls._host_netmask)
+    set_attribute(net, "_prefixlen", cls.max_prefixlen)
+    net.__hash__ = hash(value ^ cls._all_ones).__int__  # as KeptIpObject._keep_hash
+    return net

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Final, Generic, TypeVar
 
-from ..kept import KEPT_HOST_CLASS
-from ..wire import Address
+from ..kept import kept_host
+from ..wire import Address, intern_address
 from .actions import MappingType
 
 Network = IPv4Network | IPv6Network
@@ -71,7 +71,7 @@ def host(addr: Address) -> Network:
     if net is None:
         if len(hosts) >= _HOSTS_MAX:
             hosts.clear()
-        net = hosts[value] = KEPT_HOST_CLASS[version](addr)
+        net = hosts[value] = kept_host(intern_address(addr), value)
     return net
 
 
