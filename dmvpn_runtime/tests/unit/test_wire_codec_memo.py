@@ -366,12 +366,14 @@ def test_decoded_addresses_behave_as_plain_ipaddress_objects():
         assert repr(decoded) == repr(plain) and str(decoded) == str(plain)
         assert pickle.loads(pickle.dumps(decoded)).__class__ is IPv4Address
         assert (decoded.version, decoded.max_prefixlen) == (plain.version, plain.max_prefixlen)
+        assert int(decoded) == int(plain) and int(decoded).__class__ is int
+        assert f"{decoded:b}" == f"{plain:b}" and decoded < plain + 1 and plain < decoded + 1
     v6 = IPv6Address("2001:db8::1")
     six = decode(encode(Packet(PacketType.PURGE_REQUEST, Afn.IPV6, src_nbma=v6)))
     assert six.src_nbma == v6 and hash(six.src_nbma) == hash(v6)
     assert repr(six.src_nbma) == repr(v6)
     assert (six.src_nbma.version, six.src_nbma.max_prefixlen) == (6, 128)
-    assert six.src_nbma.packed == v6.packed
+    assert six.src_nbma.packed == v6.packed and int(six.src_nbma) == int(v6)
     # ipaddress makes related addresses through self.__class__: they must be right too.
     for decoded, plain in ((packet.src_nbma, SPOKE_NBMA), (six.src_nbma, v6)):
         for near, plain_near in ((decoded + 1, plain + 1), (decoded - 1, plain - 1)):

@@ -749,6 +749,10 @@ _NOT_ON_WIRE[PacketType.TRAFFIC_INDICATION] = (
 
 
 _INDICATIONS: Final = (PacketType.ERROR_INDICATION, PacketType.TRAFFIC_INDICATION)
+# The same, compared by identity in _encode: an enum member against an int or a tuple
+# is a generic comparison in compiled code, a member against a member a pointer test.
+_ERROR_TYPE: Final = PacketType.ERROR_INDICATION
+_TRAFFIC_TYPE: Final = PacketType.TRAFFIC_INDICATION
 
 
 def encode(packet: Packet) -> bytes:
@@ -767,7 +771,8 @@ def _encode(packet: Packet) -> bytes:
         raise EncodeError(
             Reason.INVALID_FIELD, 0, "type, afn and protocol_type must be supported values"
         )
-    if ptype in _INDICATIONS or (
+    indication = ptype is _ERROR_TYPE or ptype is _TRAFFIC_TYPE
+    if indication or (
         packet.error_code
         or packet.error_offset
         or packet.traffic_code
@@ -786,7 +791,7 @@ def _encode(packet: Packet) -> bytes:
     enc = _encoder(afn, proto, len(src_proto))
 
     out = bytearray(_PREAMBLE_LEN)  # the fixed header goes in last, with the lengths
-    if ptype == _ERROR_INDICATION:
+    if ptype is _ERROR_TYPE:
         _MANDATORY_7_8.pack_into(
             out,
             FIXED_HEADER_LEN,
@@ -796,7 +801,7 @@ def _encode(packet: Packet) -> bytes:
             packet.error_code,
             packet.error_offset,
         )
-    elif ptype == _TRAFFIC_INDICATION:
+    elif ptype is _TRAFFIC_TYPE:
         _MANDATORY_7_8.pack_into(
             out,
             FIXED_HEADER_LEN,
@@ -813,7 +818,7 @@ def _encode(packet: Packet) -> bytes:
     out += src_nbma
     out += src_proto
     out += dst_proto
-    if ptype in _INDICATIONS:
+    if indication:
         out += bytes(packet.payload)
     else:
         token = enc.token
