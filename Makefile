@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # Set by `make test` for its sub-makes so bootstrap runs once per `make test`.
 BOOTSTRAPPED ?=
 
-.PHONY: help bootstrap demo demo-clean demo-codec lint unit unit-native native sanity test fuzz-long bench test-kernel clean distclean
+.PHONY: help bootstrap demo demo-clean demo-codec lint unit unit-native native native-lib sanity test fuzz-long bench bench-engine test-kernel clean distclean
 
 help:
 	@echo 'flexmesh.dmvpn make targets:'
@@ -33,6 +33,7 @@ help:
 	@echo '  sanity       ansible-test sanity, offline, no docker (scripts/sanity.sh)'
 	@echo '  fuzz-long    the long hypothesis fuzz run of the codec'
 	@echo '  bench        codec benchmark (JSON)'
+	@echo '  bench-engine engine benchmark, 10,000 spokes, on the compiled core (JSON, --check)'
 	@echo '  test-kernel  tests on a stock Debian kernel under QEMU'
 	@echo '  clean        remove caches and build output (keeps .venv); distclean also .venv'
 	@echo 'variables: VECTORS=$(VECTORS)  PYTEST_ARGS=...'
@@ -82,11 +83,16 @@ native: bootstrap
 	cd $(TOP)/dmvpn_runtime && DMVPN_NATIVE=1 $(PY) setup.py -q build_ext --inplace
 	cd $(TOP)/dmvpn_runtime && $(PY) -m dmvpn_runtime.native | tail -1
 
-unit-native: bootstrap
+# The compiled core built afresh into build/native/lib, every core module required.
+native-lib: bootstrap
 	rm -rf $(NATIVE_BUILD)
 	cd $(TOP)/dmvpn_runtime && DMVPN_NATIVE=1 $(PY) setup.py -q build \
 	  --build-base $(NATIVE_BUILD)/tmp --build-lib $(NATIVE_BUILD)/lib
-	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m dmvpn_runtime.native --require | tail -1
+	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m dmvpn_runtime.native --require \
+	  > $(NATIVE_BUILD)/native.txt || { cat $(NATIVE_BUILD)/native.txt; exit 1; }
+	tail -1 $(NATIVE_BUILD)/native.txt
+
+unit-native: native-lib
 	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m pytest -m 'not slow' $(NATIVE_TESTS) $(PYTEST_ARGS)
 	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m pytest $(NATIVE_MESH_TEST) $(PYTEST_ARGS)
 
@@ -111,6 +117,12 @@ fuzz-long: bootstrap
 
 bench: bootstrap
 	cd $(TOP) && $(PY) -m dmvpn_runtime.bench codec --json
+
+# The engine benchmark of issue 3 on the compiled core (docs/benchmarks.md, engine): five
+# runs, medians judged against the targets.
+bench-engine: native-lib
+	cd $(TOP) && PYTHONPATH=$(NATIVE_BUILD)/lib $(PY) -m dmvpn_runtime.bench engine \
+	  --spokes 10000 --repeat 5 --check --json
 
 test-kernel:
 	@test -f $(TOP)/dmvpn_runtime/tests/vm/run.sh || { echo 'no kernel tests yet (dmvpn_runtime/tests/vm/run.sh is missing)' >&2; exit 1; }
